@@ -1,0 +1,1 @@
+"""The optimization loop, its proposers and feedback, and the `evocade` command line."""

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Install evocade and what its sandbox needs into ./.venv (system packages via apt when root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${VENV:-.venv}"
+PYTHON="${PYTHON:-python3}"
+
+if ! command -v bwrap >/dev/null 2>&1 || ! command -v setpriv >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap util-linux >/dev/null
+  else
+    echo "install.sh: bubblewrap is missing; run: sudo apt-get install -y bubblewrap" >&2
+    exit 1
+  fi
+fi
+
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+"$VENV/bin/pip" install -q --upgrade pip
+"$VENV/bin/pip" install -q -e '.[dev]'
+# ocatari's declared dependencies add ~350 MB (opencv-python, pandas, seaborn, scikit-learn,
+# keyboard) that RAM mode never uses; pyproject.toml lists what its imports really need.
+"$VENV/bin/pip" install -q --no-deps 'ocatari==2.2.1'
+"$VENV/bin/python" -c "import ocatari.core, ale_py, RestrictedPython, pyseccomp" 2>/dev/null
+echo "evocade installed in $VENV ($("$VENV/bin/evocade" --help >/dev/null && echo ok))"

@@ -1,0 +1,33 @@
+"""Lineage, evaluations, traces and LLM calls in SQL (SQLite by default).
+
+This package never runs code: it imports neither `sandbox` nor `engine`. Start at
+`storage.repository.Store`; the read-only questions live in `storage.queries`.
+"""
+
+from storage.encode import env_key, seeds_key
+from storage.errors import (
+    AmbiguousIdError,
+    AppendOnlyError,
+    CorruptDatabaseError,
+    InvalidInputError,
+    NotFoundError,
+    SchemaTooNewError,
+    StorageError,
+)
+from storage.models import short_id
+from storage.repository import Store, StoredTrace
+
+__all__ = [
+    "AmbiguousIdError",
+    "AppendOnlyError",
+    "CorruptDatabaseError",
+    "InvalidInputError",
+    "NotFoundError",
+    "SchemaTooNewError",
+    "StorageError",
+    "Store",
+    "StoredTrace",
+    "env_key",
+    "seeds_key",
+    "short_id",
+]
