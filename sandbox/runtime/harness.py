@@ -1,0 +1,386 @@
+"""The trusted harness: owns the emulator, counts the reward, and plays the policy over a pipe.
+
+Runs inside the sandbox (or, with `--sandbox none`, as a plain child process). It reads one JSON
+request on stdin and writes one JSON line per finished episode on stdout. The policy runs in a
+separate, confined process started afresh for every episode; it only ever sees observation
+dicts and only ever sends back action indices, so it cannot touch the emulator or the score.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from sandbox.games import get_game
+from sandbox.runtime.observation import build_observation
+
+ACTION_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+STARTUP_SECONDS = 15.0  # interpreter start, imports and the policy's module body
+END_SECONDS = 2.0
+MAX_REPLY_BYTES = 1 << 20
+_PR_SET_DUMPABLE = 4
+
+
+class ReplyReader:
+    """Reads newline-framed replies from the policy with a deadline and a size cap."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buffer = b""
+        self.poller = select.poll()
+        self.poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+
+    def read_line(self, timeout_seconds: float) -> bytes | None:
+        """A line without its newline; None on timeout; b"" when the policy process is gone."""
+        deadline = time.monotonic() + timeout_seconds
+        while True:
+            newline = self.buffer.find(b"\n")
+            if newline >= 0:
+                line, self.buffer = self.buffer[:newline], self.buffer[newline + 1 :]
+                return line or b" "
+            if len(self.buffer) > MAX_REPLY_BYTES:
+                return b""
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self.poller.poll(remaining * 1000):
+                return None
+            chunk = os.read(self.fd, 1 << 16)
+            if not chunk:
+                return b""
+            self.buffer += chunk
+
+
+@dataclass
+class TraceRecorder:
+    """Every action and event; full observations only around events (see results.Trace)."""
+
+    window_steps: int
+    max_snapshots: int
+    actions: list[str] = field(default_factory=list)
+    rewards: list[tuple[int, float]] = field(default_factory=list)
+    life_losses: list[int] = field(default_factory=list)
+    snapshots: dict[int, dict[str, Any]] = field(default_factory=dict)
+    truncated: bool = False
+
+    def __post_init__(self) -> None:
+        self.recent: deque[tuple[int, dict[str, Any], int, float]] = deque(maxlen=self.window_steps)
+
+    def record(self, step: int, obs: dict[str, Any], action: int, reward: float, event: bool):
+        self.actions.append(ACTION_ALPHABET[action])
+        self.recent.append((step, obs, action, reward))
+        if reward:
+            self.rewards.append((step, reward))
+        if event:
+            self.flush()
+
+    def life_lost(self, step: int) -> None:
+        self.life_losses.append(step)
+
+    def flush(self, final_obs: dict[str, Any] | None = None, final_step: int = 0) -> None:
+        """Keep the recent window; the episode's last window and final observation always fit,
+        because events may only use the room left after reserving space for them."""
+        final = final_obs is not None
+        room = self.max_snapshots if final else self.max_snapshots - self.window_steps - 1
+        for step, obs, action, reward in self.recent:
+            if step in self.snapshots:
+                continue
+            if len(self.snapshots) >= room:
+                self.truncated = True
+                break
+            self.snapshots[step] = {"step": step, "obs": obs, "action": action, "reward": reward}
+        self.recent.clear()
+        if final and final_step not in self.snapshots and len(self.snapshots) < room:
+            self.snapshots[final_step] = {
+                "step": final_step,
+                "obs": final_obs,
+                "action": None,
+                "reward": 0.0,
+            }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "actions": "".join(self.actions),
+            "rewards": self.rewards,
+            "life_losses": self.life_losses,
+            "snapshots": [self.snapshots[step] for step in sorted(self.snapshots)],
+            "truncated": self.truncated,
+        }
+
+
+def make_env(game_name: str, env: dict[str, Any]) -> Any:
+    from ocatari.core import OCAtari
+
+    game = get_game(game_name)
+    # obs_mode="ori" with no buffer stacks: OCAtari then does no per-step image work at all;
+    # the objects are read from RAM and turned into dicts by build_observation.
+    return OCAtari(
+        game.ale_id,
+        mode="ram",
+        hud=False,
+        obs_mode="ori",
+        create_buffer_stacks=[],
+        render_mode=None,
+        frameskip=int(env["frameskip"]),
+        repeat_action_probability=float(env["repeat_action_probability"]),
+    )
+
+
+class PolicyProcess:
+    """One confined interpreter running policy_runner for one episode."""
+
+    def __init__(self, setup: dict[str, Any]) -> None:
+        request_read, self._request_write = os.pipe()
+        self._reply_read, reply_write = os.pipe()
+        package_root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "PYTHONPATH": package_root,
+            "PYTHONHASHSEED": "0",  # same program + same seed => same episode
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-s",
+                "-m",
+                "sandbox.runtime.policy_runner",
+                str(request_read),
+                str(reply_write),
+            ],
+            pass_fds=(request_read, reply_write),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            # The runner's own start-up errors reach our stderr (the host keeps its tail);
+            # it points fd 1 and 2 at /dev/null before any policy code runs.
+            env=env,
+            cwd="/tmp" if os.path.isdir("/tmp") else "/",
+        )
+        os.close(request_read)
+        os.close(reply_write)
+        self.reader = ReplyReader(self._reply_read)
+        self.rusage: Any = None
+        self.exit_status: int | None = None
+        self.send(setup)
+
+    def send(self, message: Any) -> bool:
+        data = (json.dumps(message, separators=(",", ":")) + "\n").encode()
+        try:
+            while data:
+                data = data[os.write(self._request_write, data) :]
+        except (BrokenPipeError, OSError):
+            return False
+        return True
+
+    def kill(self) -> None:
+        if self.exit_status is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+
+    def reap(self) -> None:
+        """Wait for the process and keep its resource usage (CPU time, peak memory)."""
+        if self.exit_status is None:
+            _, status, rusage = os.wait4(self.process.pid, 0)
+            self.process.returncode = os.waitstatus_to_exitcode(status)
+            self.exit_status = self.process.returncode
+            self.rusage = rusage
+        for fd in (self._request_write, self._reply_read):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def peak_memory_mb(self) -> float:
+        """Peak resident memory of the policy interpreter (VmHWM restarts at exec, unlike
+        ru_maxrss, which would report the harness's size at fork time)."""
+        try:
+            with open(f"/proc/{self.process.pid}/status") as status:
+                for line in status:
+                    if line.startswith("VmHWM:"):
+                        return round(int(line.split()[1]) / 1024, 2)
+        except OSError:
+            pass
+        return 0.0
+
+    def death_reason(self, cpu_seconds: int) -> tuple[str, str]:
+        """Why the process went away on its own: (status, message)."""
+        self.reap()
+        code = self.exit_status or 0
+        cpu = self.rusage.ru_utime + self.rusage.ru_stime if self.rusage else 0.0
+        if code in (-signal.SIGXCPU, -signal.SIGKILL) and cpu >= cpu_seconds - 0.5:
+            return "timeout", f"the policy used its {cpu_seconds} s of CPU time"
+        if code < 0:
+            name = signal.Signals(-code).name
+            return "crashed", f"the policy process was killed by {name}"
+        return "crashed", f"the policy process exited with code {code}"
+
+
+def _parse_reply(line: bytes) -> int | dict[str, Any]:
+    if line.isdigit() and len(line) < 10:
+        return int(line)
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return {"protocol": "the policy process sent an unreadable reply"}
+    return message if isinstance(message, (dict, int)) else {"protocol": "bad reply"}
+
+
+def play_episode(env: Any, seed: int, request: dict[str, Any]) -> dict[str, Any]:
+    game = get_game(request["game"])
+    limits = request["limits"]
+    max_steps = int(request["env"]["max_steps"])
+    n_actions = len(game.actions)
+    list_categories = frozenset(game.list_categories)
+    ale = env._env.unwrapped.ale  # OCAtari wraps the gymnasium env as ._env
+    started = time.monotonic()
+    wall_deadline = started + float(limits["episode_wall_seconds"])
+    act_seconds = float(limits["act_seconds"])
+    recorder = TraceRecorder(int(limits["trace_window_steps"]), int(limits["trace_snapshots"]))
+
+    env.reset(seed=seed)
+    lives = ale.lives() if game.has_lives else None
+    obs = build_observation(env.objects, list_categories, lives)
+    policy = PolicyProcess(
+        {
+            "source": request["source"],
+            "restricted": bool(request["restricted"]),
+            "seed": seed,
+            "n_actions": n_actions,
+            "memory_mb": int(limits["memory_mb"]),
+            "cpu_seconds": int(limits["episode_cpu_seconds"]),
+            "output_bytes": int(limits["output_bytes"]),
+        }
+    )
+    status, error, output = "ok", None, ""
+    total, step = 0.0, 0
+
+    reply = policy.reader.read_line(STARTUP_SECONDS)
+    if reply is None:
+        status, error = "timeout", f"loading the module took longer than {STARTUP_SECONDS:g} s"
+    elif reply == b"":
+        status, error = policy.death_reason(int(limits["episode_cpu_seconds"]))
+    else:
+        message = _parse_reply(reply)
+        if not (isinstance(message, dict) and message.get("ready")):
+            status, error, output = _failure(message, step, n_actions, game.actions)
+
+    while status == "ok" and step < max_steps:
+        if not policy.send(obs):
+            status, error = policy.death_reason(int(limits["episode_cpu_seconds"]))
+            break
+        timeout = min(act_seconds, wall_deadline - time.monotonic())
+        reply = policy.reader.read_line(max(timeout, 0.0))
+        if reply is None:
+            if time.monotonic() >= wall_deadline:
+                status = "timeout"
+                error = f"the episode exceeded {limits['episode_wall_seconds']:g} s of wall time"
+            else:
+                status = "timeout"
+                error = f"act() did not return within {act_seconds:g} s at step {step}"
+            break
+        if reply == b"":
+            status, error = policy.death_reason(int(limits["episode_cpu_seconds"]))
+            break
+        action = _parse_reply(reply)
+        if not isinstance(action, int):
+            status, error, output = _failure(action, step, n_actions, game.actions)
+            break
+        _, reward, truncated, terminated, _ = env.step(action)
+        total += reward
+        life_lost = False
+        if lives is not None:
+            now = ale.lives()
+            if now < lives:
+                life_lost = True
+                recorder.life_lost(step)
+            lives = now
+        recorder.record(step, obs, action, float(reward), bool(reward) or life_lost)
+        step += 1
+        obs = build_observation(env.objects, list_categories, lives)
+        if terminated or truncated:
+            break
+        if time.monotonic() >= wall_deadline:
+            status = "timeout"
+            error = f"the episode exceeded {limits['episode_wall_seconds']:g} s of wall time"
+            break
+
+    if status == "ok" and policy.send({"end": True}):
+        reply = policy.reader.read_line(END_SECONDS)
+        message = _parse_reply(reply) if reply else None
+        if isinstance(message, dict):
+            output = str(message.get("output", ""))
+    peak_memory_mb = policy.peak_memory_mb()
+    policy.kill()
+    policy.reap()
+    recorder.flush(final_obs=obs, final_step=step)
+    rusage = policy.rusage
+    return {
+        "seed": seed,
+        "status": status,
+        "return": total,
+        "length": step,
+        "error": error,
+        "wall_seconds": round(time.monotonic() - started, 4),
+        "policy_cpu_seconds": round(rusage.ru_utime + rusage.ru_stime, 4) if rusage else 0.0,
+        "policy_peak_memory_mb": peak_memory_mb,
+        "output": output,
+        "trace": recorder.to_json(),
+    }
+
+
+def _failure(
+    message: Any, step: int, n_actions: int, meanings: tuple[str, ...]
+) -> tuple[str, str, str]:
+    """Map a non-action reply to (status, error, output)."""
+    if not isinstance(message, dict):
+        return "crashed", "the policy process sent an unexpected reply", ""
+    output = str(message.get("output", ""))
+    if "invalid" in message:
+        valid = ", ".join(f"{i} {name}" for i, name in enumerate(meanings))
+        return (
+            "invalid_action",
+            f"act() returned {message['invalid']} at step {step}; it must return an int "
+            f"action index in 0..{n_actions - 1} ({valid})",
+            output,
+        )
+    if "memory" in message:
+        return "memory", f"{message['memory']} (step {step})", output
+    if "error" in message:
+        return "error", f"{message['error']}".rstrip() + f"\n(at step {step})", output
+    return "crashed", str(message.get("protocol", "the policy process broke the protocol")), output
+
+
+def _make_undumpable() -> None:
+    """The policy shares our uid: keep it out of /proc/<harness>/{mem,fd,environ}."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+    except OSError:
+        pass
+
+
+def main() -> None:
+    results = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # anything a library prints goes to stderr, never into the result stream
+    request = json.loads(sys.stdin.buffer.read(1 << 22))
+    _make_undumpable()
+    if request.get("cpu") is not None:
+        os.sched_setaffinity(0, {int(request["cpu"])})
+    env = make_env(request["game"], request["env"])
+    try:
+        for seed in request["seeds"]:
+            episode = play_episode(env, int(seed), request)
+            results.write(json.dumps(episode, separators=(",", ":")) + "\n")
+    finally:
+        env.close()
+    results.write(json.dumps({"done": True}) + "\n")
+
+
+if __name__ == "__main__":
+    main()

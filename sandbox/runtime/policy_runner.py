@@ -1,0 +1,175 @@
+"""The untrusted side: load one policy module and answer `act(obs)` calls over a pipe.
+
+Started by the harness as a fresh interpreter for every episode, so no state leaks between
+episodes or programs. It confines itself (rlimits + seccomp) before touching the policy source,
+then speaks a line protocol on two inherited file descriptors:
+
+    harness -> runner   one JSON object per line: the observation, or {"end": true}
+    runner  -> harness  an action as a bare int line (the hot path), or one JSON object:
+                        {"invalid": "<repr>"}, {"error": "<traceback>"}, {"memory": "..."},
+                        {"ready": true}, {"end": true, "output": "..."}
+
+Its stdout and stderr are /dev/null: prints are captured in memory (capped) and handed over at
+the end, so nothing the policy writes can reach the harness's result stream.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+import traceback
+from typing import Any
+
+from sandbox import policy_rules
+
+POLICY_FILENAME = "<policy>"
+_MAX_ACTION = 2**31
+
+
+class CappedText(io.TextIOBase):
+    """sys.stdout/stderr for the policy: keeps the first `limit` characters, counts the rest."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.parts: list[str] = []
+        self.kept = 0
+        self.dropped = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        text = str(text)
+        room = self.limit - self.kept
+        if room > 0:
+            self.parts.append(text[:room])
+            self.kept += min(room, len(text))
+        self.dropped += max(0, len(text) - max(room, 0))
+        return len(text)
+
+    def getvalue(self) -> str:
+        value = "".join(self.parts)
+        if self.dropped:
+            value += f"\n...[{self.dropped} more characters of output dropped]"
+        return value
+
+
+def _safe_repr(value: Any) -> str:
+    """repr() of anything the policy returned, bounded, never raising."""
+    try:
+        text = repr(value)
+    except BaseException:  # huge ints raise ValueError, hostile __repr__ anything
+        text = f"<unrepresentable {type(value).__name__}>"
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def _policy_traceback(error: BaseException) -> str:
+    """The traceback from the policy's own frames only: what an LLM needs to fix its code."""
+    frames = [
+        frame
+        for frame in traceback.extract_tb(error.__traceback__)
+        if frame.filename == POLICY_FILENAME
+    ]
+    lines = ["Traceback (most recent call last):\n"]
+    lines += traceback.format_list(frames)
+    lines += traceback.format_exception_only(type(error), error)
+    text = "".join(lines)
+    return text if len(text) <= 4000 else text[:1000] + "\n...\n" + text[-3000:]
+
+
+class Channel:
+    """Line-framed messages over the two inherited pipe ends."""
+
+    def __init__(self, request_fd: int, reply_fd: int) -> None:
+        self._requests = os.fdopen(request_fd, "rb", buffering=1 << 16)
+        self._reply_fd = reply_fd
+
+    def receive(self) -> Any:
+        line = self._requests.readline()
+        if not line:
+            raise EOFError
+        return json.loads(line)
+
+    def send(self, message: dict[str, Any] | int) -> None:
+        payload = (str(message) if isinstance(message, int) else json.dumps(message)) + "\n"
+        data = payload.encode()
+        while data:
+            data = data[os.write(self._reply_fd, data) :]
+
+
+def _load_policy(source: str, restricted: bool) -> Any:
+    from sandbox.runtime.restricted_env import compile_policy, policy_globals
+
+    code = compile_policy(source, POLICY_FILENAME, restricted)
+    namespace = policy_globals(restricted)
+    exec(code, namespace)  # the untrusted module body, under seccomp and rlimits
+    act = namespace.get("act")
+    if not callable(act):
+        raise TypeError("the policy module does not define a callable act(obs)")
+    return act
+
+
+def _classify(value: Any, n_actions: int) -> dict[str, Any] | int:
+    if type(value) is int and 0 <= value < n_actions:
+        return value
+    return {"invalid": _safe_repr(value)}
+
+
+def serve(channel: Channel, act: Any, n_actions: int, output: CappedText) -> None:
+    """Answer observations until the harness says the episode is over."""
+    while True:
+        message = channel.receive()
+        if type(message) is dict and message.get("end"):
+            channel.send({"end": True, "output": output.getvalue()})
+            return
+        try:
+            action = act(message)
+        except MemoryError:
+            channel.send({"memory": "MemoryError in act()", "output": output.getvalue()})
+            return
+        except BaseException as error:  # the policy's bug, SystemExit included
+            channel.send({"error": _policy_traceback(error), "output": output.getvalue()})
+            return
+        reply = _classify(action, n_actions)
+        channel.send(reply)
+        if not isinstance(reply, int):
+            return
+
+
+def main() -> None:
+    channel = Channel(int(sys.argv[1]), int(sys.argv[2]))
+    setup = channel.receive()
+    # Import everything a policy may use while loading native code is still possible.
+    for module in sorted(policy_rules.ALLOWED_MODULES):
+        __import__(module)
+    import random
+
+    import sandbox.runtime.restricted_env  # noqa: F401
+
+    random.seed(int(setup["seed"]))  # a policy that uses `random` replays the same episode
+    output = CappedText(int(setup["output_bytes"]))
+    sys.stdout = sys.stderr = output
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+
+    from sandbox.runtime.confine import confine
+
+    confine(int(setup["memory_mb"]), int(setup["cpu_seconds"]))
+    try:
+        act = _load_policy(setup["source"], bool(setup["restricted"]))
+    except MemoryError:
+        channel.send({"memory": "MemoryError while loading the module", "output": ""})
+        return
+    except BaseException as error:
+        channel.send({"error": _policy_traceback(error), "output": output.getvalue()})
+        return
+    channel.send({"ready": True})
+    serve(channel, act, int(setup["n_actions"]), output)
+
+
+if __name__ == "__main__":
+    main()
