@@ -1,0 +1,41 @@
+"""Shared fixtures: which sandbox backends exist here, and policy programs used across tests.
+
+A test that needs a backend is skipped with the reason printed when the backend is missing,
+except in CI, where EVOCADE_REQUIRE_BACKENDS (e.g. "bwrap,docker") turns that skip into a failure.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+PROGRAMS = Path(__file__).parent / "sandbox" / "programs"
+
+
+def _required_backends() -> set[str]:
+    return {name.strip() for name in os.environ.get("EVOCADE_REQUIRE_BACKENDS", "").split(",")}
+
+
+def backend_or_skip(name: str):
+    """The named backend, or skip (fail when CI requires it)."""
+    from sandbox.backends.base import SandboxUnavailable
+    from sandbox.evaluate import make_backend
+    from sandbox.settings import Limits
+
+    try:
+        return make_backend(name, Limits())  # type: ignore[arg-type]
+    except SandboxUnavailable as error:
+        if name in _required_backends():
+            pytest.fail(f"backend {name} is required here but unavailable: {error}")
+        pytest.skip(f"backend {name} unavailable: {error}")
+
+
+@pytest.fixture(scope="session")
+def bwrap_backend():
+    return backend_or_skip("bwrap")
+
+
+def program(name: str) -> str:
+    return (PROGRAMS / name).read_text()

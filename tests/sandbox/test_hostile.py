@@ -1,0 +1,179 @@
+"""Hostile programs, run with the static checker OFF: the OS sandbox alone must contain them.
+
+Each must end with the right status (DESIGN.md §3) and leave the host as it was: a sentinel
+file unread and unchanged, no connection reaching a listener on 127.0.0.1, no process left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+from sandbox.evaluate import evaluate
+from sandbox.results import Status
+from sandbox.settings import EnvSettings, Limits
+
+LIMITS = Limits(act_seconds=1.0, episode_cpu_seconds=5)
+ENV = EnvSettings(max_steps=50)
+
+HOSTILE = {
+    "infinite_loop": ("def act(obs):\n    while True:\n        pass\n", Status.TIMEOUT),
+    "c_level_cpu_bomb": ("def act(obs):\n    return 10**10**8\n", Status.TIMEOUT),
+    "memory_bomb": (
+        "def act(obs):\n    hog = []\n    while True:\n        hog.append(bytearray(10**7))\n",
+        Status.MEMORY,
+    ),
+    "huge_allocation": ("def act(obs):\n    return len(bytearray(10**11))\n", Status.MEMORY),
+    "fork": ("import os\ndef act(obs):\n    os.fork()\n    return 0\n", Status.ERROR),
+    "fork_at_import": ("import os\nos.fork()\ndef act(obs):\n    return 0\n", Status.ERROR),
+    "subprocess": (
+        "import subprocess\ndef act(obs):\n    subprocess.run(['/bin/true'])\n    return 0\n",
+        Status.ERROR,
+    ),
+    "returns_none": ("def act(obs):\n    return None\n", Status.INVALID_ACTION),
+    "returns_nan": ("def act(obs):\n    return float('nan')\n", Status.INVALID_ACTION),
+    "returns_99": ("def act(obs):\n    return 99\n", Status.INVALID_ACTION),
+    "returns_huge_int": ("def act(obs):\n    return 10**5000\n", Status.INVALID_ACTION),
+    "returns_bool": ("def act(obs):\n    return True\n", Status.INVALID_ACTION),
+    "raises": ("def act(obs):\n    raise ValueError('boom')\n", Status.ERROR),
+    "exits": ("import sys\ndef act(obs):\n    sys.exit(3)\n", Status.ERROR),
+    "kills_parent": (
+        "import os, signal\ndef act(obs):\n    os.kill(os.getppid(), signal.SIGKILL)\n"
+        "    return 0\n",
+        Status.ERROR,
+    ),
+    # libc is already mapped, so this reaches native code, which kills its own process.
+    "ctypes_libc_abort": (
+        "import ctypes\ndef act(obs):\n    ctypes.CDLL('libc.so.6').abort()\n    return 0\n",
+        Status.CRASHED,
+    ),
+    # A library not yet loaded needs executable memory, which seccomp refuses.
+    "ctypes_load_new_library": (
+        "import ctypes\ndef act(obs):\n    ctypes.CDLL('libutil.so.1')\n    return 0\n",
+        Status.ERROR,
+    ),
+}
+
+
+def _play(source: str, backend) -> object:
+    result = evaluate(
+        source, "Pong", seeds=[0], env=ENV, limits=LIMITS, backend=backend, check=False
+    )
+    assert len(result.episodes) == 1
+    return result
+
+
+def _sandbox_processes() -> list[int]:
+    """Host processes running as the sandbox's uid (there must be none after an evaluation)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if entry.stat().st_uid == 65534:
+                    found.append(int(entry.name))
+            except FileNotFoundError:
+                continue
+    return found
+
+
+@pytest.mark.bwrap
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_program_ends_with_its_status(name: str, bwrap_backend) -> None:
+    source, expected = HOSTILE[name]
+    result = _play(source, bwrap_backend)
+    episode = result.episodes[0]
+    assert episode.status == expected, episode.error
+    assert result.status == expected
+    assert episode.error
+    assert _sandbox_processes() == []
+
+
+@pytest.mark.bwrap
+def test_hostile_program_cannot_read_or_change_a_host_file(tmp_path: Path, bwrap_backend) -> None:
+    sentinel = tmp_path / "sentinel.txt"
+    sentinel.write_text("untouched")
+    os.chmod(tmp_path, 0o777)
+    os.chmod(sentinel, 0o666)  # even a world-writable file must stay out of reach
+    before = sentinel.stat()
+    source = (
+        "def act(obs):\n"
+        f"    data = open({str(sentinel)!r}).read()\n"
+        f"    open({str(sentinel)!r}, 'w').write('owned')\n"
+        "    return 0\n"
+    )
+    episode = _play(source, bwrap_backend).episodes[0]
+    assert episode.status == Status.ERROR
+    assert "FileNotFoundError" in (episode.error or "")
+    after = sentinel.stat()
+    assert sentinel.read_text() == "untouched"
+    assert (after.st_mtime_ns, after.st_atime_ns) == (before.st_mtime_ns, before.st_atime_ns)
+
+
+@pytest.mark.bwrap
+def test_hostile_program_cannot_connect_to_the_host(bwrap_backend) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    port = listener.getsockname()[1]
+    accepted: list[object] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept())
+            except TimeoutError:
+                continue
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        source = (
+            "import socket\n"
+            "def act(obs):\n"
+            f"    socket.create_connection(('127.0.0.1', {port}), timeout=1)\n"
+            "    return 0\n"
+        )
+        episode = _play(source, bwrap_backend).episodes[0]
+    finally:
+        stop.set()
+        watcher.join()
+        listener.close()
+    assert episode.status == Status.ERROR
+    assert accepted == []
+
+
+@pytest.mark.bwrap
+def test_hostile_program_sees_no_host_processes_or_repository(bwrap_backend) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    source = (
+        "import json, os\n"
+        "def act(obs):\n"
+        "    try:\n"
+        f"        repo = sorted(os.listdir({str(repo)!r}))\n"
+        "    except OSError:\n"
+        "        repo = None\n"
+        "    pids = [p for p in os.listdir('/proc') if p.isdigit()]\n"
+        "    print(json.dumps([len(pids), os.getuid(), repo]))\n"
+        "    return 0\n"
+    )
+    result = evaluate(
+        source,
+        "Pong",
+        seeds=[0],
+        env=EnvSettings(max_steps=1),
+        limits=LIMITS,
+        backend=bwrap_backend,
+        check=False,
+    )
+    episode = result.episodes[0]
+    assert episode.status == Status.OK, episode.error
+    n_pids, uid, repo_listing = json.loads(episode.output)
+    assert uid == 65534
+    assert n_pids <= 3  # bwrap's init, the harness, the runner: nothing from the host
+    # At most the virtualenv is visible where the repository lives: no source, no database.
+    assert repo_listing in (None, [], [".venv"])
