@@ -288,6 +288,8 @@ def play_episode(env: Any, seed: int, request: dict[str, Any]) -> dict[str, Any]
             status, error = policy.death_reason(int(limits["episode_cpu_seconds"]))
             break
         action = _parse_reply(reply)
+        if isinstance(action, int) and not 0 <= action < n_actions:
+            action = {"invalid": str(action)}  # the runner checks this too, but it is untrusted
         if not isinstance(action, int):
             status, error, output = _failure(action, step, n_actions, game.actions)
             break

@@ -112,8 +112,12 @@ def _load_policy(source: str, restricted: bool) -> Any:
 
 
 def _classify(value: Any, n_actions: int) -> dict[str, Any] | int:
-    if type(value) is int and 0 <= value < n_actions:
-        return value
+    """An action index, or why it is not one. IntEnum members count (`Action.UP`); bools and
+    floats do not, whatever their value."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        index = int.__int__(value)  # the plain value, whatever an int subclass overrides
+        if 0 <= index < n_actions:
+            return index
     return {"invalid": _safe_repr(value)}
 
 

@@ -68,16 +68,27 @@ def _play(source: str, backend) -> object:
     return result
 
 
-def _sandbox_processes() -> list[int]:
-    """Host processes running as the sandbox's uid (there must be none after an evaluation)."""
-    found = []
+def _descendants() -> list[int]:
+    """Processes descended from this test process: none may outlive an evaluation.
+
+    (Scanning for the sandbox uid instead would see other test runs on the same machine.)
+    """
+    parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if entry.stat().st_uid == 65534:
-                    found.append(int(entry.name))
-            except FileNotFoundError:
+                stat = (entry / "stat").read_text()
+            except OSError:
                 continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    me = os.getpid()
+    found = []
+    for pid in parents:
+        ancestor, hops = parents.get(pid), 0
+        while ancestor and ancestor != me and hops < 64:
+            ancestor, hops = parents.get(ancestor), hops + 1
+        if ancestor == me:
+            found.append(pid)
     return found
 
 
@@ -90,7 +101,7 @@ def test_hostile_program_ends_with_its_status(name: str, bwrap_backend) -> None:
     assert episode.status == expected, episode.error
     assert result.status == expected
     assert episode.error
-    assert _sandbox_processes() == []
+    assert _descendants() == []
 
 
 @pytest.mark.bwrap
@@ -177,3 +188,25 @@ def test_hostile_program_sees_no_host_processes_or_repository(bwrap_backend) -> 
     assert n_pids <= 3  # bwrap's init, the harness, the runner: nothing from the host
     # At most the virtualenv is visible where the repository lives: no source, no database.
     assert repo_listing in (None, [], [".venv"])
+
+
+@pytest.mark.bwrap
+def test_int_enum_actions_are_accepted(bwrap_backend) -> None:
+    source = (
+        "from enum import IntEnum\n"
+        "class Action(IntEnum):\n"
+        "    NOOP = 0\n"
+        "    UP = 2\n"
+        "def act(obs):\n"
+        "    return Action.UP\n"
+    )
+    result = evaluate(
+        source,
+        "Pong",
+        seeds=[0],
+        env=EnvSettings(max_steps=20),
+        limits=LIMITS,
+        backend=bwrap_backend,
+    )
+    assert result.status == Status.OK, result.episodes[0].error
+    assert set(result.episodes[0].trace.actions) == {"2"}
