@@ -22,3 +22,4 @@ format:
 
 bench:
 	$(BIN)/python benchmarks/bench_sandbox.py
+	$(BIN)/python benchmarks/bench_storage.py

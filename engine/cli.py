@@ -22,13 +22,9 @@ app = typer.Typer(
 
 
 def _register_commands() -> None:
-    from engine import cli_sandbox
+    from engine import cli_sandbox, cli_storage
 
     cli_sandbox.register(app)
-    try:
-        from engine import cli_storage
-    except ImportError:  # storage commands land separately
-        return
     cli_storage.register(app)
 
 

@@ -1,0 +1,1 @@
+"""Alembic migrations of the evocade schema, run by `storage.db.upgrade` (no alembic.ini)."""

@@ -1,0 +1,328 @@
+"""The tables, as SQLAlchemy 2.x typed ORM classes.
+
+Everything here is append-only: a row, once committed, is never updated or deleted, except a
+run's `head_program_id`, `status` and `updated_at` (enforced in `storage.db`). That is what makes
+revert cheap and safe: it moves a pointer and logs an event, and every program, evaluation and
+LLM call stays available for lineage and post-mortems.
+
+Ids that a user types (runs, programs, evaluations, LLM calls) are uuid4 hex strings (32
+characters) shown by their first 8; ids nobody types (traces, events) are integers. The schema
+itself is owned by the Alembic migrations in `storage/migrations/`: change a model, add a
+migration (a test checks that the two agree).
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+ID_LENGTH = 32
+SHORT_ID_LENGTH = 8
+
+RUN_STATUSES = ("running", "stopped", "finished", "failed")
+PROGRAM_ORIGINS = ("seed", "llm", "mutation", "manual", "revert")
+EVALUATION_STATUSES = (
+    "ok",
+    "rejected",
+    "error",
+    "timeout",
+    "memory",
+    "invalid_action",
+    "crashed",
+)
+EVENT_KINDS = (
+    "run_started",
+    "run_resumed",
+    "run_stopped",
+    "run_finished",
+    "revert",
+    "head_moved",
+    "budget_hit",
+    "crash_recovery",
+    "rollback",
+)
+"""The kinds the engine and storage emit; `add_event` accepts any other snake_case kind too."""
+
+
+def new_id() -> str:
+    """A fresh 32-character hex id: unique without coordination across processes and DBs."""
+    return uuid.uuid4().hex
+
+
+def short_id(full_id: str | None) -> str:
+    """How an id is shown: its first 8 characters (or "-" for none)."""
+    return full_id[:SHORT_ID_LENGTH] if full_id else "-"
+
+
+_clock_lock = threading.Lock()
+_last_time = datetime.min.replace(tzinfo=UTC)
+
+
+def utcnow() -> datetime:
+    """The current UTC time, strictly increasing within this process.
+
+    "Creation order" (history, the "older program wins" tie-break) is read from `created_at`;
+    two rows written in the same microsecond would otherwise tie.
+    """
+    global _last_time
+    with _clock_lock:
+        now = datetime.now(UTC)
+        if now <= _last_time:
+            now = _last_time + timedelta(microseconds=1)
+        _last_time = now
+        return now
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always read back timezone-aware.
+
+    SQLite keeps no offset, PostgreSQL does; this makes both look the same to Python.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: storage keeps UTC timestamps only")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
+        """On SQLite, parse the stored text straight to an aware datetime.
+
+        Same result as the generic path (SQLAlchemy's parser, then `replace(tzinfo=UTC)`) at
+        a fifth of the cost, which is most of the Python time of a 10,000-row lineage.
+        """
+        if dialect.name != "sqlite":
+            return super().result_processor(dialect, coltype)
+        fallback = super().result_processor(dialect, coltype)
+
+        def process(value: Any) -> datetime | None:
+            if value is None:
+                return None
+            try:
+                return datetime.fromisoformat(value + "+00:00")
+            except (TypeError, ValueError):
+                return fallback(value) if fallback is not None else value
+
+        return process
+
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+"""Deterministic constraint names, so migrations can refer to them on every backend."""
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    quoted = ", ".join(f"'{value}'" for value in values)
+    return f"{column} IN ({quoted})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {  # noqa: RUF012 - SQLAlchemy reads this class attribute
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(none_as_null=True),
+        list[Any]: JSON(none_as_null=True),
+    }
+
+
+class Run(Base):
+    """One optimization run: a game, its env settings, the loop's config, and a head.
+
+    The head is the program the next iteration builds on; `revert` moves it back.
+    """
+
+    __tablename__ = "run"
+    __table_args__ = (CheckConstraint(_in("status", RUN_STATUSES), name="status"),)
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
+    game: Mapped[str] = mapped_column(String(64))
+    env: Mapped[dict[str, Any]]
+    config: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    head_program_id: Mapped[str | None] = mapped_column(ForeignKey("program.id", use_alter=True))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    programs: Mapped[list[Program]] = relationship(
+        back_populates="run", foreign_keys="Program.run_id"
+    )
+    head_program: Mapped[Program | None] = relationship(
+        foreign_keys=[head_program_id], post_update=True
+    )
+    llm_calls: Mapped[list[LlmCall]] = relationship(back_populates="run")
+    events: Mapped[list[Event]] = relationship(back_populates="run")
+
+
+class Program(Base):
+    """The source of one policy module, with where it came from.
+
+    One row per distinct source within a run (unique `sha256`): proposing the same code twice
+    reuses the row and its evaluations instead of paying for them again.
+    """
+
+    __tablename__ = "program"
+    __table_args__ = (
+        UniqueConstraint("run_id", "sha256"),
+        CheckConstraint(_in("origin", PROGRAM_ORIGINS), name="origin"),
+        Index(None, "run_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
+    run_id: Mapped[str] = mapped_column(ForeignKey("run.id"))
+    source: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    parent_id: Mapped[str | None] = mapped_column(ForeignKey("program.id"), index=True)
+    second_parent_id: Mapped[str | None] = mapped_column(ForeignKey("program.id"))
+    origin: Mapped[str] = mapped_column(String(16))
+    generation: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    check_report: Mapped[dict[str, Any] | None]
+    note: Mapped[str | None] = mapped_column(Text)  # migration 0002
+
+    run: Mapped[Run] = relationship(back_populates="programs", foreign_keys=[run_id])
+    parent: Mapped[Program | None] = relationship(
+        back_populates="children", remote_side=[id], foreign_keys=[parent_id]
+    )
+    children: Mapped[list[Program]] = relationship(
+        back_populates="parent", foreign_keys=[parent_id]
+    )
+    second_parent: Mapped[Program | None] = relationship(
+        remote_side=[id], foreign_keys=[second_parent_id]
+    )
+    evaluations: Mapped[list[Evaluation]] = relationship(back_populates="program")
+
+
+class Evaluation(Base):
+    """One program x one game x one env setting x a list of seeds (DESIGN.md §3).
+
+    `env_key` and `seeds_key` are canonical strings so that "was this already evaluated?" is an
+    indexed equality lookup on any backend (JSON columns do not compare portably).
+    """
+
+    __tablename__ = "evaluation"
+    __table_args__ = (
+        CheckConstraint(_in("status", EVALUATION_STATUSES), name="status"),
+        Index(None, "program_id", "env_key", "seeds_key"),  # migration 0002
+    )
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
+    program_id: Mapped[str] = mapped_column(ForeignKey("program.id"), index=True)
+    game: Mapped[str] = mapped_column(String(64))
+    env: Mapped[dict[str, Any]]
+    env_key: Mapped[str] = mapped_column(String(512))
+    seeds: Mapped[list[Any]]
+    seeds_key: Mapped[str] = mapped_column(String(1024))
+    episodes: Mapped[list[Any]]
+    mean_return: Mapped[float | None] = mapped_column(Float)
+    total_steps: Mapped[int] = mapped_column(Integer, default=0)
+    backend: Mapped[str] = mapped_column(String(32))
+    checked: Mapped[bool] = mapped_column(Boolean, default=True)
+    check_report: Mapped[dict[str, Any] | None]
+    limits: Mapped[dict[str, Any] | None]
+    wall_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    cpu_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    peak_memory_mb: Mapped[float] = mapped_column(Float, default=0.0)
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    program: Mapped[Program] = relationship(back_populates="evaluations")
+    traces: Mapped[list[Trace]] = relationship(back_populates="evaluation")
+
+
+class Trace(Base):
+    """One episode's trace: zlib-compressed JSON, capped in size (see `storage.encode`)."""
+
+    __tablename__ = "trace"
+    __table_args__ = (UniqueConstraint("evaluation_id", "episode"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    evaluation_id: Mapped[str] = mapped_column(ForeignKey("evaluation.id"))
+    episode: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(Integer)
+    steps: Mapped[int] = mapped_column(Integer, default=0)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    raw_bytes: Mapped[int] = mapped_column(Integer)
+    stored_bytes: Mapped[int] = mapped_column(Integer)
+    truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    evaluation: Mapped[Evaluation] = relationship(back_populates="traces")
+
+
+class LlmCall(Base):
+    """One request to a language model: prompt, response, cost, and what it produced."""
+
+    __tablename__ = "llm_call"
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
+    run_id: Mapped[str] = mapped_column(ForeignKey("run.id"), index=True)
+    parent_program_id: Mapped[str | None] = mapped_column(ForeignKey("program.id"))
+    prompt: Mapped[str] = mapped_column(Text)
+    response: Mapped[str | None] = mapped_column(Text)
+    model: Mapped[str] = mapped_column(String(128))
+    tokens_in: Mapped[int | None] = mapped_column(Integer)
+    tokens_out: Mapped[int | None] = mapped_column(Integer)
+    latency_seconds: Mapped[float | None] = mapped_column(Float)
+    cost: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+    produced_program_id: Mapped[str | None] = mapped_column(ForeignKey("program.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    run: Mapped[Run] = relationship(back_populates="llm_calls")
+    parent_program: Mapped[Program | None] = relationship(foreign_keys=[parent_program_id])
+    produced_program: Mapped[Program | None] = relationship(foreign_keys=[produced_program_id])
+
+
+class Event(Base):
+    """The audit log: what happened to a run and when (started, reverted, recovered...)."""
+
+    __tablename__ = "event"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("run.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(Text, default="")
+    data: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    run: Mapped[Run | None] = relationship(back_populates="events")
+
+
+MUTABLE_COLUMNS: dict[type[Base], frozenset[str]] = {
+    Run: frozenset({"head_program_id", "status", "updated_at", "head_program"}),
+}
+"""The only attributes that may change after insert; everything else is append-only."""

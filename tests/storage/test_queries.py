@@ -1,0 +1,198 @@
+"""Lineage, best-of, history, runs listing, diff and short-id resolution."""
+
+from __future__ import annotations
+
+import pytest
+
+from storage import AmbiguousIdError, NotFoundError, Store
+from tests.storage.factories import PONG_ENV, policy, rejected_result, result
+
+HEX = "0123456789abcdef"
+
+
+def _tree(store: Store) -> tuple[str, dict[str, str]]:
+    """A branching tree, plus a program in another run that must never appear.
+
+    root ─┬─ a ── a1 ── a2
+          ├─ b ─┬─ b1
+          │     └─ b2
+          └─ c
+    """
+    run = store.create_run("Pong", PONG_ENV)
+    ids: dict[str, str] = {}
+
+    def add(name: str, parent: str | None) -> None:
+        program = store.add_program(
+            run.id,
+            policy(len(ids)),
+            origin="seed" if parent is None else "llm",
+            parent_id=ids[parent] if parent else None,
+        )
+        ids[name] = program.id
+
+    for name, parent in [
+        ("root", None),
+        ("a", "root"),
+        ("b", "root"),
+        ("a1", "a"),
+        ("b1", "b"),
+        ("c", "root"),
+        ("a2", "a1"),
+        ("b2", "b"),
+    ]:
+        add(name, parent)
+    other = store.create_run("Pong", PONG_ENV)
+    store.add_program(other.id, policy(99), origin="seed")
+    return run.id, ids
+
+
+def test_queries_ancestors_run_from_parent_back_to_root(store: Store) -> None:
+    _, ids = _tree(store)
+    names = {value: key for key, value in ids.items()}
+    chain = store.ancestors(ids["a2"])
+    assert [names[node.program_id] for node in chain] == ["a1", "a", "root"]
+    assert [node.depth for node in chain] == [1, 2, 3]
+    assert store.ancestors(ids["root"]) == []
+
+
+def test_queries_descendants_cover_every_branch(store: Store) -> None:
+    _, ids = _tree(store)
+    names = {value: key for key, value in ids.items()}
+    below_root = store.descendants(ids["root"])
+    assert sorted(names[node.program_id] for node in below_root) == sorted(
+        ["a", "b", "c", "a1", "b1", "b2", "a2"]
+    )
+    assert [node.depth for node in below_root] == sorted(node.depth for node in below_root)
+    assert {names[node.program_id] for node in store.descendants(ids["b"])} == {"b1", "b2"}
+    assert store.descendants(ids["a2"]) == []
+
+
+def test_queries_lineage_carries_scores(store: Store) -> None:
+    _, ids = _tree(store)
+    store.record_evaluation(ids["a"], result([-10.0]))
+    store.record_evaluation(ids["a"], result([30.0], status="error"))
+    store.record_evaluation(ids["a1"], rejected_result(), seeds=[0])
+    lineage = store.lineage(ids["a1"])
+    assert lineage.program.status == "rejected" and lineage.program.mean_return is None
+    parent = lineage.ancestors[0]
+    assert (parent.mean_return, parent.status) == (-10.0, "ok")  # ok beats a higher error
+    assert lineage.ancestors[1].status is None  # root never evaluated
+    assert [node.program_id for node in lineage.descendants] == [ids["a2"]]
+    with pytest.raises(NotFoundError):
+        store.lineage("0" * 32)
+
+
+def test_queries_best_program_prefers_ok_then_score_then_steps_then_older(store: Store) -> None:
+    run = store.create_run("Pong", PONG_ENV)
+    programs = [store.add_program(run.id, policy(n), origin="seed") for n in range(6)]
+    slow, fast, fast_later, failed, rejected, mixed = (p.id for p in programs)
+    store.record_evaluation(slow, result([5.0], lengths=[1000]))
+    store.record_evaluation(fast_later, result([5.0], lengths=[800]))
+    store.record_evaluation(fast, result([5.0], lengths=[800]))
+    store.record_evaluation(failed, result([10.0], status="error"))
+    store.record_evaluation(rejected, rejected_result(), seeds=[0])
+    store.record_evaluation(mixed, result([4.0]))
+    best = store.best_program(run.id)
+    # fast and fast_later tie on score and steps: the older program (fast) wins,
+    # although its evaluation was recorded later
+    assert best is not None and best.program_id == fast
+    assert (best.mean_return, best.total_steps, best.status) == (5.0, 800, "ok")
+
+    store.record_evaluation(mixed, result([7.0], lengths=[5000]))
+    assert store.best_program(run.id).program_id == mixed
+
+
+def test_queries_best_program_falls_back_to_failed_evaluations(store: Store) -> None:
+    run = store.create_run("Pong", PONG_ENV)
+    low = store.add_program(run.id, policy(0), origin="seed")
+    high = store.add_program(run.id, policy(1), origin="seed")
+    assert store.best_program(run.id) is None
+    store.record_evaluation(low.id, result([-3.0], status="timeout"))
+    store.record_evaluation(high.id, result([2.0], status="invalid_action"))
+    best = store.best_program(run.id)
+    assert best is not None and (best.program_id, best.status) == (high.id, "invalid_action")
+
+
+def test_queries_best_program_by_env_key(store: Store) -> None:
+    run = store.create_run("Pong", PONG_ENV)
+    a = store.add_program(run.id, policy(0), origin="seed")
+    b = store.add_program(run.id, policy(1), origin="seed")
+    store.record_evaluation(a.id, result([9.0], env={"frameskip": 4}))
+    store.record_evaluation(b.id, result([1.0]))
+    from storage import env_key
+
+    assert store.best_program(run.id).program_id == a.id
+    assert store.best_program(run.id, env_key("Pong", PONG_ENV)).program_id == b.id
+
+
+def test_queries_history_lists_programs_in_creation_order(store: Store) -> None:
+    run = store.create_run("Pong", PONG_ENV)
+    seed = store.add_program(run.id, policy(0), origin="seed")
+    store.record_evaluation(seed.id, result([-21.0]))
+    better = store.add_program(run.id, policy(1), parent_id=seed.id)
+    store.record_evaluation(better.id, result([-5.0]))
+    broken = store.add_program(run.id, "import os\n", parent_id=better.id)
+    store.record_evaluation(broken.id, rejected_result(), seeds=[0])
+    worse = store.add_program(run.id, policy(2), parent_id=better.id, origin="mutation")
+    store.record_evaluation(worse.id, result([-9.0]))
+    pending = store.add_program(run.id, policy(3), parent_id=worse.id)
+
+    rows = store.history(run.id)
+    assert [row.program_id for row in rows] == [seed.id, better.id, broken.id, worse.id, pending.id]
+    assert [row.generation for row in rows] == [0, 1, 2, 2, 3]
+    assert [row.origin for row in rows] == ["seed", "llm", "llm", "mutation", "llm"]
+    assert [row.status for row in rows] == ["ok", "ok", "rejected", "ok", None]
+    assert [row.mean_return for row in rows] == [-21.0, -5.0, None, -9.0, None]
+    assert [row.best_so_far for row in rows] == [-21.0, -5.0, -5.0, -5.0, -5.0]
+
+
+def test_queries_runs_listing_counts_and_best(store: Store) -> None:
+    empty = store.create_run("Breakout", {})
+    run = store.create_run("Pong", PONG_ENV)
+    a = store.add_program(run.id, policy(0), origin="seed")
+    b = store.add_program(run.id, policy(1), parent_id=a.id)
+    store.record_evaluation(a.id, result([-4.0]))
+    store.record_evaluation(b.id, result([12.0], status="error"))
+    store.set_head(run.id, b.id)
+    summaries = {summary.run_id: summary for summary in store.runs()}
+    assert list(summaries) == [empty.id, run.id]
+    assert (summaries[empty.id].programs, summaries[empty.id].evaluations) == (0, 0)
+    assert summaries[empty.id].best_mean_return is None
+    pong = summaries[run.id]
+    assert (pong.programs, pong.evaluations, pong.best_mean_return) == (2, 2, -4.0)
+    assert pong.head_program_id == b.id and pong.game == "Pong"
+
+
+def test_queries_diff_is_unified_and_named_by_short_ids(store: Store) -> None:
+    run = store.create_run("Pong", PONG_ENV)
+    a = store.add_program(run.id, "def act(obs):\n    return 0", origin="seed")
+    b = store.add_program(run.id, "def act(obs):\n    return 3\n", parent_id=a.id)
+    text = store.diff(a.id, b.id)
+    assert text.startswith(f"--- a/{a.id[:8]}\n+++ b/{b.id[:8]}\n")
+    assert "-    return 0\n+    return 3\n" in text
+    assert store.diff(a.id, a.id) == ""
+
+
+def test_queries_resolve_short_ids(store: Store) -> None:
+    run = store.create_run("Pong", PONG_ENV)
+    programs = [store.add_program(run.id, policy(n), origin="seed") for n in range(20)]
+    target = programs[0]
+    assert store.resolve_program(target.id[:8]).id == target.id
+    assert store.resolve_program(target.id.upper()).id == target.id
+    assert store.resolve_run(run.id[:6]).id == run.id
+    # 20 ids over 16 first characters: some first character is shared
+    first_chars = [p.id[0] for p in programs]
+    shared = next(char for char in first_chars if first_chars.count(char) > 1)
+    count = first_chars.count(shared)
+    with pytest.raises(AmbiguousIdError) as caught:
+        store.resolve_program(shared)
+    assert str(caught.value) == f"ambiguous program id '{shared}': matches {count} programs"
+    missing = next(
+        a + b for a in HEX for b in HEX if not any(p.id.startswith(a + b) for p in programs)
+    )
+    for prefix in (missing, "xyz", "", "%", "a_", "0" * 33):
+        with pytest.raises(NotFoundError, match=r"^no program matches"):
+            store.resolve_program(prefix)
+    other_run = next(a + b for a in HEX for b in HEX if not run.id.startswith(a + b))
+    with pytest.raises(NotFoundError, match=f"^no run matches '{other_run}'$"):
+        store.resolve_run(other_run)
