@@ -1,0 +1,299 @@
+"""Propose a program by asking an OpenAI-compatible chat model to rewrite the parent.
+
+Retries are ours, not the client's (`max_retries=0` on `openai.OpenAI`): every HTTP attempt,
+failed ones included, becomes an `LlmExchange`, so the audit trail shows each 429 and timeout
+and what it cost. Transient failures (timeouts, connection errors, 408/409/429 and 5xx) are
+retried with exponential backoff and full jitter, honouring `Retry-After`; anything else (a bad
+key, an unknown model, a malformed request) fails fast, since retrying cannot fix it.
+
+A proposer never raises for a failed call: it returns `Proposal(source=None, note=...)` with the
+exchanges, and the loop records that like any other outcome.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import os
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+import openai
+
+from engine.extract import extract_program, strip_reasoning
+from engine.prompts import build_prompt
+from engine.proposers.base import LlmExchange, Proposal, ProposalContext
+
+ORIGIN = "llm"
+NO_CODE_NOTE = "the answer contained no Python module defining act(obs)"
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})
+LOCAL_PLACEHOLDER_KEY = "not-needed-for-a-local-server"
+RETRY_STATUSES = frozenset({408, 409, 429})  # plus every 5xx
+
+Prices = Mapping[str, tuple[float, float]]  # model -> USD per 1M (input, output) tokens
+
+
+class LlmConfigError(ValueError):
+    """The proposer cannot be built as configured (e.g. no API key for a remote server)."""
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """What one HTTP attempt gave: an exchange to store, and whether to try again."""
+
+    exchange: LlmExchange
+    text: str | None = None  # the answer, when the call succeeded
+    finish_reason: str | None = None
+    retry: bool = False
+    retry_after_seconds: float | None = None
+
+
+class LlmProposer:
+    """Asks a chat model for an improved program; see the module docstring for retries."""
+
+    name = "llm"
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout_seconds: float = 120.0,
+        max_retries: int = 4,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        prices: Prices | None = None,
+        backoff_base_seconds: float = 1.0,
+        backoff_cap_seconds: float = 60.0,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        if max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {max_retries}")
+        self.model = model
+        self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
+        self.timeout_seconds = timeout_seconds
+        self.max_retries = max_retries
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.prices = dict(prices or {})
+        self.backoff_base_seconds = backoff_base_seconds
+        self.backoff_cap_seconds = backoff_cap_seconds
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._client = openai.OpenAI(
+            base_url=self.base_url,
+            api_key=resolve_api_key(api_key, self.base_url),
+            timeout=timeout_seconds,
+            max_retries=0,
+        )
+
+    def propose(self, context: ProposalContext) -> Proposal:
+        messages = build_prompt(context)
+        prompt = render_messages(messages)
+        exchanges: list[LlmExchange] = []
+        for attempt_index in range(self.max_retries + 1):
+            attempt = self._attempt(messages, prompt)
+            exchanges.append(attempt.exchange)
+            if attempt.text is not None:
+                return self._proposal(attempt, exchanges)
+            if not attempt.retry:
+                return Proposal(
+                    source=None,
+                    origin=ORIGIN,
+                    note=f"the LLM request failed and was not retried: {attempt.exchange.error}",
+                    exchanges=tuple(exchanges),
+                )
+            if attempt_index < self.max_retries:
+                self._sleep(self.backoff_seconds(attempt_index, attempt.retry_after_seconds))
+        attempts = len(exchanges)
+        return Proposal(
+            source=None,
+            origin=ORIGIN,
+            note=(
+                f"the LLM request failed {attempts} time{'s' if attempts != 1 else ''} "
+                f"(retries exhausted); last error: {exchanges[-1].error}"
+            ),
+            exchanges=tuple(exchanges),
+        )
+
+    def backoff_seconds(self, attempt_index: int, retry_after_seconds: float | None) -> float:
+        """Full jitter (uniform in [0, min(cap, base * 2**n)]); the server's Retry-After, capped,
+        when it sent one."""
+        if retry_after_seconds is not None:
+            return min(max(retry_after_seconds, 0.0), self.backoff_cap_seconds)
+        ceiling = min(self.backoff_cap_seconds, self.backoff_base_seconds * 2**attempt_index)
+        return self._rng.uniform(0.0, ceiling)
+
+    def _attempt(self, messages: list[dict[str, str]], prompt: str) -> _Attempt:
+        options: dict[str, Any] = {}
+        if self.temperature is not None:
+            options["temperature"] = self.temperature
+        if self.max_tokens is not None:
+            options["max_tokens"] = self.max_tokens
+        started = time.monotonic()
+        try:
+            completion = self._client.chat.completions.create(
+                model=self.model,
+                messages=messages,  # type: ignore[arg-type]
+                **options,
+            )
+        except openai.APITimeoutError:
+            return self._failure(prompt, started, f"timed out after {self.timeout_seconds:g} s")
+        except openai.APIConnectionError as error:
+            return self._failure(prompt, started, f"connection error: {_cause(error)}")
+        except openai.APIStatusError as error:
+            status = error.status_code
+            retry = status in RETRY_STATUSES or status >= 500
+            return self._failure(
+                prompt,
+                started,
+                f"HTTP {status} ({type(error).__name__}): {_status_message(error)}",
+                retry=retry,
+                retry_after_seconds=retry_after(error.response.headers) if retry else None,
+            )
+        except ValueError as error:  # a 200 whose body is not valid JSON
+            return self._failure(prompt, started, f"unreadable response: {error}")
+        except openai.OpenAIError as error:  # anything else the client refuses: not transient
+            return self._failure(prompt, started, f"{type(error).__name__}: {error}", retry=False)
+        return self._read(completion, prompt, time.monotonic() - started)
+
+    def _read(self, completion: Any, prompt: str, latency: float) -> _Attempt:
+        """The answer from a 200 response. A body without choices (a proxy's error page, a
+        malformed server) is recorded as a failed, retryable attempt."""
+        usage = getattr(completion, "usage", None)
+        tokens_in = getattr(usage, "prompt_tokens", None)
+        tokens_out = getattr(usage, "completion_tokens", None)
+        choices = getattr(completion, "choices", None)
+        choice = choices[0] if isinstance(choices, list) and choices else None
+        message = getattr(choice, "message", None)
+        text = getattr(message, "content", None)
+        exchange = LlmExchange(
+            prompt=prompt,
+            model=self.model,
+            response=text if choice is not None else _raw(completion),
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            latency_seconds=round(latency, 4),
+            cost=self.cost(tokens_in, tokens_out),
+            error=None if choice is not None else "the response held no chat completion choice",
+        )
+        if choice is None:
+            return _Attempt(exchange=exchange, retry=True)
+        return _Attempt(
+            exchange=exchange,
+            text=text or "",
+            finish_reason=getattr(choice, "finish_reason", None),
+        )
+
+    def _failure(
+        self,
+        prompt: str,
+        started: float,
+        error: str,
+        *,
+        retry: bool = True,
+        retry_after_seconds: float | None = None,
+    ) -> _Attempt:
+        exchange = LlmExchange(
+            prompt=prompt,
+            model=self.model,
+            latency_seconds=round(time.monotonic() - started, 4),
+            error=error,
+        )
+        return _Attempt(exchange=exchange, retry=retry, retry_after_seconds=retry_after_seconds)
+
+    def _proposal(self, attempt: _Attempt, exchanges: list[LlmExchange]) -> Proposal:
+        source = extract_program(attempt.text or "")
+        if source is None:
+            note = NO_CODE_NOTE
+            if attempt.finish_reason == "length":
+                note += " (the answer was cut off at the token limit)"
+            elif not attempt.text:
+                note += " (the answer was empty)"
+            return Proposal(source=None, origin=ORIGIN, note=note, exchanges=tuple(exchanges))
+        return Proposal(
+            source=source,
+            origin=ORIGIN,
+            note=_summary(attempt.text or ""),
+            exchanges=tuple(exchanges),
+        )
+
+    def cost(self, tokens_in: int | None, tokens_out: int | None) -> float | None:
+        """USD for one call, or None when the model's price or the token counts are unknown."""
+        price = self.prices.get(self.model)
+        if price is None or tokens_in is None or tokens_out is None:
+            return None
+        return (tokens_in * price[0] + tokens_out * price[1]) / 1_000_000
+
+
+def resolve_api_key(api_key: str | None, base_url: str | None) -> str:
+    """The key to send: the argument, else OPENAI_API_KEY, else (local servers only) a
+    placeholder, since local OpenAI-compatible servers usually ignore it."""
+    key = api_key or os.environ.get("OPENAI_API_KEY")
+    if key:
+        return key
+    if base_url and urlparse(base_url).hostname in LOCAL_HOSTS:
+        return LOCAL_PLACEHOLDER_KEY
+    where = base_url or "the OpenAI API"
+    raise LlmConfigError(
+        f"no API key for {where}: set OPENAI_API_KEY or pass an API key "
+        "(only a server on localhost may be used without one)"
+    )
+
+
+def render_messages(messages: list[dict[str, str]]) -> str:
+    """The chat messages as one text, as stored in `LlmExchange.prompt`."""
+    return "\n\n".join(f"### {m['role']}\n{m['content']}" for m in messages)
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from `retry-after-ms` or `Retry-After` (seconds or an HTTP date)."""
+    milliseconds = headers.get("retry-after-ms")
+    if milliseconds is not None:
+        try:
+            return max(float(milliseconds) / 1000, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
+
+
+def _raw(completion: Any) -> str | None:
+    """What came back instead of a completion, trimmed, for the record."""
+    text = completion if isinstance(completion, str) else None
+    return text[:4000] if text else None
+
+
+def _status_message(error: openai.APIStatusError) -> str:
+    body = error.body
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])[:500]
+    return str(error.message)[:500]
+
+
+def _cause(error: Exception) -> str:
+    cause = error.__cause__ or error.__context__
+    return f"{error} ({cause})" if cause else str(error)
+
+
+def _summary(text: str) -> str:
+    """The prose before the code block, shortened: what the model says it changed."""
+    head = strip_reasoning(text).split("```", 1)[0]
+    return " ".join(head.split())[:500]
