@@ -22,8 +22,10 @@ app = typer.Typer(
 
 
 def _register_commands() -> None:
-    from engine import cli_sandbox, cli_storage
+    from engine import cli_doctor, cli_run, cli_sandbox, cli_storage
 
+    cli_doctor.register(app)
+    cli_run.register(app)
     cli_sandbox.register(app)
     cli_storage.register(app)
 

@@ -1,0 +1,143 @@
+"""`evocade doctor` and `evocade sandbox build-image`: is everything here, and make the image."""
+
+from __future__ import annotations
+
+import json
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from engine.db_option import DEFAULT_DB, DbOption
+from engine.errors import UserError
+
+sandbox_app = typer.Typer(help="Manage the sandbox (the Docker image).", no_args_is_help=True)
+
+_PACKAGES = (
+    "gymnasium",
+    "ale-py",
+    "ocatari",
+    "numpy",
+    "RestrictedPython",
+    "pyseccomp",
+    "SQLAlchemy",
+    "docker",
+    "openai",
+)
+
+
+def _backend_status(name: str) -> dict[str, Any]:
+    from sandbox.backends.base import SandboxUnavailable
+    from sandbox.evaluate import make_backend
+    from sandbox.settings import Limits
+
+    try:
+        make_backend(name, Limits())  # type: ignore[arg-type]
+    except (SandboxUnavailable, ImportError) as error:
+        return {"available": False, "reason": str(error)}
+    return {"available": True, "reason": ""}
+
+
+def _image_status() -> dict[str, Any]:
+    from sandbox.backends.base import SandboxUnavailable
+    from sandbox.backends.docker_image import image_status
+
+    try:
+        status = image_status()
+    except SandboxUnavailable as error:
+        return {"tag": None, "present": False, "stale": False, "reason": str(error)}
+    return {"tag": status.tag, "present": status.present, "stale": status.stale, "reason": ""}
+
+
+def _database_status(db: str) -> dict[str, Any]:
+    if "://" in db:
+        return {"location": db, "exists": None}
+    path = Path(db).resolve()
+    return {"location": str(path), "exists": path.exists()}
+
+
+def doctor_report(db: str) -> dict[str, Any]:
+    """Everything `evocade doctor` prints, as data (a test calls this directly)."""
+    versions = {"python": platform.python_version()}
+    for package in _PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "backends": {name: _backend_status(name) for name in ("bwrap", "docker")},
+        "image": _image_status(),
+        "versions": versions,
+        "database": _database_status(db),
+    }
+
+
+def doctor_command(
+    db: DbOption = DEFAULT_DB,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Report each sandbox backend (available, or exactly why not), the sandbox image,
+    library versions and the database location. Exit 1 when no backend is available.
+
+    Example: evocade doctor --json
+    """
+    report = doctor_report(db)
+    if as_json:
+        print(json.dumps(report, indent=2))
+    else:
+        for name, status in report["backends"].items():
+            state = "available" if status["available"] else f"unavailable: {status['reason']}"
+            print(f"backend {name:<6} {state}")
+        image = report["image"]
+        if image["reason"]:
+            print(f"image          unknown: {image['reason']}")
+        else:
+            state = (
+                ("stale (rebuild: evocade sandbox build-image)" if image["stale"] else "up to date")
+                if image["present"]
+                else "missing"
+            )
+            print(f"image          {image['tag']}: {state}")
+        print(
+            "versions       "
+            + ", ".join(f"{k} {v or 'missing'}" for k, v in report["versions"].items())
+        )
+        database = report["database"]
+        exists = {True: "exists", False: "not created yet", None: "URL"}[database["exists"]]
+        print(f"database       {database['location']} ({exists})")
+    usable = any(status["available"] for status in report["backends"].values())
+    raise typer.Exit(0 if usable else 1)
+
+
+@sandbox_app.command("build-image")
+def build_image_command(
+    base_image: Annotated[
+        str | None,
+        typer.Option(
+            help="Base image with Python 3.11 (default python:3.11-slim, or the "
+            "offline evocade-base:bookworm when only it is present)."
+        ),
+    ] = None,
+    tag: Annotated[
+        str | None, typer.Option(help="Image tag (default evocade-sandbox:latest).")
+    ] = None,
+) -> None:
+    """Build the Docker sandbox image from the repository's Dockerfile.
+
+    Example: evocade sandbox build-image --base-image evocade-base:bookworm
+    """
+    from sandbox.backends.base import SandboxUnavailable
+    from sandbox.backends.docker_image import build_image
+
+    try:
+        built = build_image(base_image, tag=tag, log=print)
+    except SandboxUnavailable as error:
+        raise UserError(str(error)) from None
+    print(f"built {built}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("doctor")(doctor_command)
+    app.add_typer(sandbox_app, name="sandbox")

@@ -1,0 +1,111 @@
+"""Every setting of an optimization run, typed, with units in the names.
+
+The config is stored with the run (as JSON), so `evocade run --resume RUN` continues with exactly
+the settings it started with; only budgets may be raised on resume.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from sandbox.settings import EnvSettings, Limits
+
+BUDGET_FIELDS = ("iterations", "max_env_steps", "max_tokens", "max_cost", "max_time_seconds")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    game: str
+    iterations: int = 20  # proposals to make (the seed program is not one)
+    episodes: int = 3  # full evaluation: seeds first_seed .. first_seed + episodes - 1
+    first_seed: int = 0
+    smoke_max_steps: int = 300  # stage 1: one short episode; the full seed set only if clean
+    max_steps: int = 27_000  # per full episode
+    deterministic: bool = False  # frameskip 4, no sticky actions (the paper's setting)
+    repeat_action_probability: float = 0.25
+    max_env_steps: int | None = None  # budget: emulator steps played (reused results are free)
+    max_tokens: int | None = None  # budget: LLM tokens in + out
+    max_cost: float | None = None  # budget: LLM cost, in the price table's currency
+    max_time_seconds: float | None = None  # budget: wall time of this invocation
+    regress_patience: int = 5  # roll back to the best after this many regressions in a row
+    regress_ratio: float = 0.8  # a candidate regresses when below best - (1 - ratio) * |best|
+    proposer: str = "mutate"  # "mutate" | "llm"
+    # "follow": every clean candidate becomes the head (the paper's loop: the LLM keeps working
+    # on its latest idea), with rollback after `regress_patience` regressions; "greedy": the
+    # head only moves to a candidate that does not regress (hill climbing, for the mutator).
+    # None picks by proposer.
+    selection: str | None = None
+    model: str | None = None
+    base_url: str | None = None
+    mutation_seed: int = 0
+    sandbox: str = "auto"
+    check: bool = True
+    act_seconds: float = 1.0
+    memory_mb: int = 256
+    prices: dict[str, list[float]] = field(default_factory=dict)  # model -> [in, out] per 1M
+
+    def full_env(self) -> EnvSettings:
+        return self._env(self.max_steps)
+
+    def smoke_env(self) -> EnvSettings:
+        return self._env(min(self.smoke_max_steps, self.max_steps))
+
+    def _env(self, max_steps: int) -> EnvSettings:
+        if self.deterministic:
+            return EnvSettings.deterministic(max_steps=max_steps)
+        return EnvSettings(
+            repeat_action_probability=self.repeat_action_probability, max_steps=max_steps
+        )
+
+    @property
+    def selection_rule(self) -> str:
+        return self.selection or ("follow" if self.proposer == "llm" else "greedy")
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(range(self.first_seed, self.first_seed + self.episodes))
+
+    def limits(self) -> Limits:
+        return Limits(act_seconds=self.act_seconds, memory_mb=self.memory_mb)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+    def with_budgets(self, **budgets: Any) -> RunConfig:
+        """The same run with some budgets replaced (None leaves a budget as it was)."""
+        changes = {k: v for k, v in budgets.items() if k in BUDGET_FIELDS and v is not None}
+        return dataclasses.replace(self, **changes)
+
+    def validate(self) -> None:
+        """Raise ValueError with a one-line reason for settings that cannot work."""
+        positive = {
+            "iterations": self.iterations,
+            "episodes": self.episodes,
+            "smoke_max_steps": self.smoke_max_steps,
+            "max_steps": self.max_steps,
+            "regress_patience": self.regress_patience,
+        }
+        for name, value in positive.items():
+            if value < 1:
+                raise ValueError(f"{name.replace('_', '-')} must be at least 1 (got {value})")
+        if not 0 < self.regress_ratio <= 1:
+            raise ValueError("regress-ratio must be in (0, 1]")
+        if not 0 <= self.repeat_action_probability <= 1:
+            raise ValueError("repeat-action-probability must be between 0 and 1")
+        for name in ("max_env_steps", "max_tokens", "max_cost", "max_time_seconds"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name.replace('_', '-')} must be positive")
+        if self.proposer not in ("mutate", "llm"):
+            raise ValueError(f"unknown proposer {self.proposer!r}: use mutate or llm")
+        if self.selection not in (None, "follow", "greedy"):
+            raise ValueError(f"unknown selection {self.selection!r}: use follow or greedy")
+        if self.proposer == "llm" and not self.model:
+            raise ValueError("the llm proposer needs --model")

@@ -1,0 +1,1 @@
+"""Where new candidate programs come from: an LLM, or offline AST mutations."""
