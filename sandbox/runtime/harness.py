@@ -245,7 +245,7 @@ def play_episode(env: Any, seed: int, request: dict[str, Any]) -> dict[str, Any]
 
     env.reset(seed=seed)
     lives = ale.lives() if game.has_lives else None
-    obs = build_observation(env.objects, list_categories, lives)
+    obs = build_observation(env.objects, list_categories, lives, at_reset=True)
     policy = PolicyProcess(
         {
             "source": request["source"],

@@ -13,8 +13,13 @@ def build_observation(
     objects: list[Any],
     list_categories: frozenset[str],
     lives: int | None,
+    at_reset: bool = False,
 ) -> dict[str, Any]:
-    """Objects not on screen are left out; list categories are always present, maybe empty."""
+    """Objects not on screen are left out; list categories are always present, maybe empty.
+
+    `at_reset`: OCAtari measures (dx, dy) against the objects' placeholder positions on the
+    first frame (e.g. dx=+140), so nothing has moved yet as far as the policy is told.
+    """
     obs: dict[str, Any] = {category: [] for category in list_categories}
     for obj in objects:
         if obj is None:
@@ -27,8 +32,8 @@ def build_observation(
             "y": int(obj.y),
             "w": int(obj.w),
             "h": int(obj.h),
-            "dx": int(obj.dx),
-            "dy": int(obj.dy),
+            "dx": 0 if at_reset else int(obj.dx),
+            "dy": 0 if at_reset else int(obj.dy),
         }
         if category in list_categories:
             obs[category].append(entry)
