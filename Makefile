@@ -1,13 +1,20 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint format bench
+.PHONY: install demo docker-image test lint format bench
 
 install:
 	./scripts/install.sh
 
+# The main job, offline: optimize the Pong starter policy with the mutation proposer in the
+# local sandbox, recorded in evocade.db; then show the score history and the best program.
 demo: install
-	$(BIN)/evocade evaluate tests/sandbox/programs/pong_tracker.py --game Pong --episodes 2
+	$(BIN)/evocade run --game Pong --iterations 15 --sandbox bwrap
+	$(BIN)/evocade runs
+
+docker-image:
+	eval "$$(scripts/dockerd.sh start)" && scripts/docker-base.sh && \
+	  $(BIN)/evocade sandbox build-image --base-image evocade-base:bookworm
 
 test:
 	$(BIN)/python -m pytest -q
@@ -23,3 +30,4 @@ format:
 bench:
 	$(BIN)/python benchmarks/bench_sandbox.py
 	$(BIN)/python benchmarks/bench_storage.py
+	$(BIN)/python benchmarks/bench_prompt.py
