@@ -117,6 +117,7 @@ def build(store: Store, programs: int, runs: int, chain: int, seed: int = 0) -> 
                 {
                     "id": new_id(),
                     "program_id": program_id,
+                    "run_id": run["id"],
                     "game": "Pong",
                     "env": ENV,
                     "env_key": ENV_KEY,

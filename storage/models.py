@@ -199,7 +199,10 @@ class Program(Base):
     __table_args__ = (
         UniqueConstraint("run_id", "sha256"),
         CheckConstraint(_in("origin", PROGRAM_ORIGINS), name="origin"),
-        Index(None, "run_id", "created_at"),
+        # migration 0003: a run's programs in creation order, read without the table
+        Index(
+            "ix_program_run_tree", "run_id", "created_at", "id", "parent_id", "generation", "origin"
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
@@ -231,17 +234,30 @@ class Evaluation(Base):
     """One program x one game x one env setting x a list of seeds (DESIGN.md §3).
 
     `env_key` and `seeds_key` are canonical strings so that "was this already evaluated?" is an
-    indexed equality lookup on any backend (JSON columns do not compare portably).
+    indexed equality lookup on any backend (JSON columns do not compare portably). `run_id` is
+    a copy of the program's (set by `Store.record_evaluation`): a run's evaluations are then
+    one range of one index, instead of one lookup per program.
     """
 
     __tablename__ = "evaluation"
     __table_args__ = (
         CheckConstraint(_in("status", EVALUATION_STATUSES), name="status"),
         Index(None, "program_id", "env_key", "seeds_key"),  # migration 0002
+        # migration 0003: a run's evaluations and their scores, read without the table
+        Index(
+            "ix_evaluation_run_scores",
+            "run_id",
+            "program_id",
+            "status",
+            "mean_return",
+            "total_steps",
+            "id",
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
     program_id: Mapped[str] = mapped_column(ForeignKey("program.id"), index=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("run.id"))  # migration 0003
     game: Mapped[str] = mapped_column(String(64))
     env: Mapped[dict[str, Any]]
     env_key: Mapped[str] = mapped_column(String(512))

@@ -380,7 +380,7 @@ class Store:
         ]
         with self._write() as session:
             program = self._program(session, program_id)
-            evaluation = Evaluation(program_id=program.id, **row.values)
+            evaluation = Evaluation(program_id=program.id, run_id=program.run_id, **row.values)
             session.add(evaluation)
             session.flush()
             for episode, seed, steps, trace in encoded:

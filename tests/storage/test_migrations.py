@@ -102,8 +102,67 @@ def test_migrations_upgrade_database_made_by_first_revision(db_path: Path) -> No
         # what 0002 added works on the upgraded database
         noted = store.add_program(RUN_ID, policy(2), parent_id=CHILD_ID, note="by hand")
         assert store.get_program(noted.id).note == "by hand"
+        # what 0003 added: the evaluation knows its run
+        assert store.get_evaluation(EVALUATION_ID).run_id == RUN_ID
+        (summary,) = store.runs()
+        assert (summary.programs, summary.evaluations, summary.best_mean_return) == (3, 1, -5.0)
     indexes = {row[1] for row in sqlite3.connect(db_path).execute("PRAGMA index_list(evaluation)")}
-    assert "ix_evaluation_program_id_env_key_seeds_key" in indexes
+    assert {"ix_evaluation_program_id_env_key_seeds_key", "ix_evaluation_run_scores"} <= indexes
+
+
+def test_migrations_0003_fills_evaluation_run_id_from_its_program(db_path: Path) -> None:
+    _migrate_to(db_path, "0002")
+    runs = {"1" * 32: ["2" * 32, "3" * 32], "4" * 32: ["5" * 32]}
+    connection = sqlite3.connect(db_path)
+    with connection:
+        for run_id, program_ids in runs.items():
+            connection.execute(
+                "INSERT INTO run (id, game, env, config, status, head_program_id, created_at, "
+                "updated_at) VALUES (?, 'Pong', '{}', '{}', 'running', NULL, ?, ?)",
+                (run_id, NOW, NOW),
+            )
+            for number, program_id in enumerate(program_ids):
+                connection.execute(
+                    "INSERT INTO program (id, run_id, source, sha256, origin, generation, "
+                    "created_at) VALUES (?, ?, ?, ?, 'seed', 0, ?)",
+                    (program_id, run_id, policy(number), program_id * 2, NOW),
+                )
+                for evaluation in range(number + 1):  # 1 and 2 evaluations in run 1, 1 in run 4
+                    connection.execute(
+                        "INSERT INTO evaluation (id, program_id, game, env, env_key, seeds, "
+                        "seeds_key, episodes, mean_return, total_steps, backend, checked, "
+                        "wall_seconds, cpu_seconds, peak_memory_mb, status, created_at) VALUES "
+                        "(?, ?, 'Pong', '{}', 'k', '[0]', '0', '[]', ?, 900, 'bwrap', 1, 0, 0, 0, "
+                        "'ok', ?)",
+                        (f"{program_id[:31]}{evaluation}", program_id, float(number), NOW),
+                    )
+    connection.close()
+
+    with Store.open(db_path) as store:
+        assert store.revision() == head_revision()
+        summaries = {summary.run_id: summary for summary in store.runs()}
+        assert {run_id: s.evaluations for run_id, s in summaries.items()} == {
+            "1" * 32: 3,
+            "4" * 32: 1,
+        }
+        # equal scores: the older evaluation, then the smaller id, represents the program
+        history = store.history("1" * 32)
+        assert [row.evaluation_id for row in history] == ["2" * 31 + "0", "3" * 31 + "0"]
+    connection = sqlite3.connect(db_path)
+    pairs = connection.execute(
+        "SELECT evaluation.run_id, program.run_id FROM evaluation "
+        "JOIN program ON program.id = evaluation.program_id"
+    ).fetchall()
+    assert len(pairs) == 4 and all(copied == owner for copied, owner in pairs)
+    column = next(
+        row for row in connection.execute("PRAGMA table_info(evaluation)") if row[1] == "run_id"
+    )
+    assert column[3] == 1  # NOT NULL
+    assert ("run", "run_id", "id") in {
+        (row[2], row[3], row[4])
+        for row in connection.execute("PRAGMA foreign_key_list(evaluation)")
+    }
+    connection.close()
 
 
 def test_migrations_match_models(db_path: Path) -> None:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+import gc
+import random
 
-from storage import AmbiguousIdError, NotFoundError, Store
+import pytest
+from sqlalchemy.orm import Session
+
+from storage import AmbiguousIdError, NotFoundError, Store, queries
+from storage.models import Program
 from tests.storage.factories import PONG_ENV, policy, rejected_result, result
 
 HEX = "0123456789abcdef"
@@ -80,6 +85,145 @@ def test_queries_lineage_carries_scores(store: Store) -> None:
     assert [node.program_id for node in lineage.descendants] == [ids["a2"]]
     with pytest.raises(NotFoundError):
         store.lineage("0" * 32)
+
+
+def _random_forest(store: Store, programs: int = 60, seed: int = 7) -> tuple[str, list[str]]:
+    """A run of a few random trees; 0-3 evaluations per program, with ties on score and steps."""
+    rng = random.Random(seed)
+    run = store.create_run("Pong", PONG_ENV)
+    ids: list[str] = []
+    for number in range(programs):
+        parent = rng.choice(ids[-8:]) if ids and rng.random() < 0.9 else None
+        program = store.add_program(
+            run.id, policy(number), origin="llm" if parent else "seed", parent_id=parent
+        )
+        ids.append(program.id)
+        for _ in range(rng.choice([0, 1, 1, 2, 3])):
+            if rng.random() < 0.15:
+                store.record_evaluation(program.id, rejected_result(), seeds=[0])
+            else:
+                store.record_evaluation(
+                    program.id,
+                    result(
+                        [float(rng.randint(-2, 2))],
+                        lengths=[rng.choice([800, 900])],
+                        status=rng.choice(["ok", "ok", "error"]),
+                        trace_steps=None,
+                    ),
+                )
+    return run.id, ids
+
+
+def test_queries_lineage_plans_agree_on_every_program(store: Store) -> None:
+    run_id, ids = _random_forest(store)
+    with store._read() as session:
+        for program_id in ids:
+            for up in (True, False):
+                in_sql = queries._walk_sql(session, program_id, up=up)
+                in_python = queries._walk_run(session, run_id, program_id, up=up)
+                assert in_python == in_sql
+
+
+def test_queries_lineage_plan_follows_walk_length(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(queries, "SCAN_MIN_PROGRAMS", 10)
+    run = store.create_run("Pong", PONG_ENV)
+    chain = [store.add_program(run.id, policy(0), origin="seed").id]
+    for number in range(1, 12):
+        chain.append(store.add_program(run.id, policy(number), parent_id=chain[-1]).id)
+    twig = store.add_program(run.id, policy(99), parent_id=chain[0]).id
+    scans: list[str] = []
+    walk_run = queries._walk_run
+
+    def spy(
+        session: Session, run_id: str, program_id: str, *, up: bool
+    ) -> list[queries.LineageNode] | None:
+        scans.append(program_id)
+        return walk_run(session, run_id, program_id, up=up)
+
+    monkeypatch.setattr(queries, "_walk_run", spy)
+    # 13 programs: a walk of 4 or more (a third) reads the run, a shorter one stays in SQL
+    assert [node.program_id for node in store.ancestors(chain[-1])] == chain[-2::-1]
+    below_root = store.descendants(chain[0])
+    assert [node.program_id for node in below_root] == [chain[1], twig, *chain[2:]]
+    assert [node.depth for node in below_root] == [1, 1, *range(2, 12)]
+    assert scans == [chain[-1], chain[0]]
+    assert [node.program_id for node in store.ancestors(twig)] == [chain[0]]
+    assert [node.program_id for node in store.descendants(chain[-3])] == chain[-2:]
+    assert scans == [chain[-1], chain[0]]
+
+
+def test_queries_lineage_that_leaves_its_run_is_walked_in_sql(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(queries, "SCAN_MIN_PROGRAMS", 1)
+    home = store.create_run("Pong", PONG_ENV)
+    elsewhere = store.create_run("Pong", PONG_ENV)
+    root = store.add_program(home.id, policy(0), origin="seed")
+    with store._write() as session:  # add_program refuses a parent in another run
+        session.add(
+            Program(
+                id="f" * 32,
+                run_id=elsewhere.id,
+                source=policy(1),
+                sha256="f" * 64,
+                parent_id=root.id,
+                origin="llm",
+                generation=1,
+            )
+        )
+    with store._read() as session:
+        assert queries._walk_run(session, elsewhere.id, "f" * 32, up=True) is None
+    (parent,) = store.ancestors("f" * 32)
+    assert (parent.program_id, parent.run_id, parent.depth) == (root.id, home.id, 1)
+
+
+def test_queries_history_picks_each_programs_best_evaluation(store: Store) -> None:
+    run = store.create_run("Pong", PONG_ENV)
+    names = ["ok_beats_error", "fewer_steps", "older", "once", "rejected", "never"]
+    ids = {
+        name: store.add_program(run.id, policy(n), origin="seed").id for n, name in enumerate(names)
+    }
+    expected: dict[str, str | None] = {}
+    store.record_evaluation(ids["ok_beats_error"], result([30.0], status="error"))
+    expected["ok_beats_error"] = store.record_evaluation(ids["ok_beats_error"], result([-10.0])).id
+    store.record_evaluation(ids["fewer_steps"], result([5.0], lengths=[1000]))
+    expected["fewer_steps"] = store.record_evaluation(
+        ids["fewer_steps"], result([5.0], lengths=[800])
+    ).id
+    expected["older"] = store.record_evaluation(ids["older"], result([1.0])).id
+    store.record_evaluation(ids["older"], result([1.0]))
+    expected["once"] = store.record_evaluation(ids["once"], result([2.0], status="timeout")).id
+    expected["rejected"] = store.record_evaluation(ids["rejected"], rejected_result(), seeds=[0]).id
+    expected["never"] = None
+
+    rows = store.history(run.id)
+    assert [row.evaluation_id for row in rows] == [expected[name] for name in names]
+    assert [row.status for row in rows] == ["ok", "ok", "ok", "timeout", "rejected", None]
+    assert [row.mean_return for row in rows] == [-10.0, 5.0, 1.0, 2.0, None, None]
+    assert [row.best_so_far for row in rows] == [-10.0, 5.0, 5.0, 5.0, 5.0, 5.0]
+
+
+def test_queries_gc_paused_restores_the_collector() -> None:
+    @queries._gc_paused
+    def build(fail: bool = False) -> bool:
+        if fail:
+            raise RuntimeError
+        return gc.isenabled()
+
+    assert gc.isenabled()
+    assert build() is False
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError):
+        build(fail=True)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        build()
+        assert not gc.isenabled()  # a caller's choice stays
+    finally:
+        gc.enable()
 
 
 def test_queries_best_program_prefers_ok_then_score_then_steps_then_older(store: Store) -> None:

@@ -83,6 +83,14 @@ def test_repository_record_evaluation_stores_columns_and_traces(store: Store) ->
     assert all(t.stored_bytes < t.raw_bytes for t in traces)
 
 
+def test_repository_record_evaluation_copies_the_program_run(store: Store) -> None:
+    runs = [store.create_run("Pong", PONG_ENV) for _ in range(2)]
+    programs = [store.add_program(run.id, policy(1), origin="seed") for run in runs]
+    for run, program in zip(runs, programs, strict=True):
+        evaluation = store.record_evaluation(program.id, result())
+        assert store.get_evaluation(evaluation.id).run_id == run.id
+
+
 def test_repository_record_evaluation_takes_separate_traces(store: Store) -> None:
     run = store.create_run("Pong", PONG_ENV)
     program = store.add_program(run.id, policy(1), origin="seed")
@@ -113,7 +121,7 @@ def test_repository_evaluation_and_traces_are_one_transaction(store: Store) -> N
         store.record_evaluation("0" * 32, result())
     # a failure inside the transaction (the second trace row breaks a constraint) leaves nothing
     with pytest.raises(StorageError, match="UNIQUE"), store._write() as session:
-        evaluation = Evaluation(program_id=program.id, status="ok", **_columns())
+        evaluation = Evaluation(program_id=program.id, run_id=run.id, status="ok", **_columns())
         session.add(evaluation)
         session.flush()
         for _ in range(2):
