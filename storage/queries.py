@@ -5,10 +5,12 @@ valid after the session closes, and large answers (a 10,000-deep lineage) skip t
 identity tracking (the row types use slots and no `frozen`, which would triple their build time).
 
 How a program is scored (used by lineage, history, best-of and runs listing alike): its
-*representative* evaluation is its best one, where an evaluation with status `ok` beats any
-other, then a higher `mean_return` wins, then fewer total steps (same score, reached faster),
-then the older evaluation. A program without evaluations, or only with ones that have no mean
-(rejected ones), has no score.
+*representative* evaluation is its best one, where an evaluation under the run's own env
+setting (`run.env`, e.g. full-length episodes) beats one under any other (e.g. the engine's
+short smoke episode, whose score says little), then status `ok` beats any other, then a higher
+`mean_return` wins, then fewer total steps (same score, reached faster), then the older
+evaluation. A program without evaluations, or only with ones that have no mean (rejected ones),
+has no score.
 
 The best program of a run follows the same order across the run's programs, with "older
 program" as the last tie-break, and only evaluations that have a mean return count. An `ok`
@@ -40,6 +42,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from storage.encode import env_key
 from storage.errors import AmbiguousIdError, NotFoundError
 from storage.models import ID_LENGTH, Evaluation, Program, Run, short_id
 
@@ -105,9 +108,11 @@ class RunSummary:
         return short_id(self.run_id)
 
 
-def _evaluation_order() -> tuple[ColumnElement[Any], ...]:
-    """Best first: ok before anything else, has a mean, higher mean, fewer steps, older."""
+def _evaluation_order(run_key: str | None) -> tuple[ColumnElement[Any], ...]:
+    """Best first: under the run's env setting, ok before anything else, has a mean, higher
+    mean, fewer steps, older."""
     return (
+        case((Evaluation.env_key == (run_key or ""), 0), else_=1),
         case((Evaluation.status == "ok", 0), else_=1),
         case((Evaluation.mean_return.is_(None), 1), else_=0),
         Evaluation.mean_return.desc(),
@@ -166,6 +171,12 @@ def _gc_paused(build: Callable[_P, _T]) -> Callable[_P, _T]:
     return paused
 
 
+def run_key(session: Session, run_id: str) -> str | None:
+    """The env key of the run's own setting: scores under it are the ones that compare."""
+    row = session.execute(select(Run.game, Run.env).where(Run.id == run_id)).first()
+    return env_key(row[0], row[1]) if row is not None else None
+
+
 def _run_programs(session: Session, run_id: str, *, ordered: bool) -> Sequence[Row[Any]]:
     """The run's programs as `_RUN_PROGRAM_COLUMNS` rows, in creation order if `ordered`."""
     query = select(*_RUN_PROGRAM_COLUMNS).where(Program.run_id == run_id)
@@ -199,7 +210,7 @@ def _run_scores(session: Session, run_id: str) -> dict[str, Row[Any]]:
             .execute(
                 select(*columns)
                 .where(in_run, Evaluation.program_id.in_(repeated))
-                .order_by(Evaluation.program_id, *_evaluation_order())
+                .order_by(Evaluation.program_id, *_evaluation_order(run_key(session, run_id)))
             )
             .all()
         )
@@ -298,6 +309,8 @@ def _walk_sql(session: Session, program_id: str, *, up: bool) -> list[LineageNod
     10,000-program walk, ranking with a window function more (SQLite, measured).
     """
     walk = _walk_cte(program_id, _PROGRAM_COLUMNS, up=up)
+    program = session.get(Program, program_id)
+    key = run_key(session, program.run_id) if program is not None else None
     query = (
         select(
             *(walk.c[column.key] for column in _PROGRAM_COLUMNS),
@@ -306,7 +319,7 @@ def _walk_sql(session: Session, program_id: str, *, up: bool) -> list[LineageNod
         )
         .select_from(walk)
         .outerjoin(Evaluation, Evaluation.program_id == walk.c.id)
-        .order_by(walk.c.depth, walk.c.created_at, walk.c.id, *_evaluation_order())
+        .order_by(walk.c.depth, walk.c.created_at, walk.c.id, *_evaluation_order(key))
     )
     nodes: list[LineageNode] = []
     previous = None
@@ -428,8 +441,8 @@ def best_program(session: Session, run_id: str, env_key: str | None = None) -> S
     )
     if env_key is not None:
         query = query.where(Evaluation.env_key == env_key)
-    order = _evaluation_order()
-    query = query.order_by(*order[:4], Program.created_at, Program.id, *order[4:]).limit(1)
+    order = _evaluation_order(run_key(session, run_id))
+    query = query.order_by(*order[:5], Program.created_at, Program.id, *order[5:]).limit(1)
     row = session.execute(query).first()
     return ScoredProgram(*row) if row is not None else None
 
@@ -472,33 +485,54 @@ def runs(session: Session) -> list[RunSummary]:
     )
     # evaluation.run_id (a copy of its program's, migration 0003) makes this one scan of the
     # ix_evaluation_run_scores index instead of a join of every evaluation to its program.
-    evaluations = (
+    # Grouped by env key too: the best score shown is the one under the run's own setting.
+    scores = session.execute(
         select(
             Evaluation.run_id,
-            func.count().label("evaluations"),
-            func.max(case((Evaluation.status == "ok", Evaluation.mean_return))).label("best_ok"),
-            func.max(Evaluation.mean_return).label("best_any"),
-        )
-        .group_by(Evaluation.run_id)
-        .subquery("evaluations")
-    )
+            Evaluation.env_key,
+            func.count(),
+            func.max(case((Evaluation.status == "ok", Evaluation.mean_return))),
+            func.max(Evaluation.mean_return),
+        ).group_by(Evaluation.run_id, Evaluation.env_key)
+    ).all()
+    by_run: dict[str, dict[str, tuple[int, float | None, float | None]]] = defaultdict(dict)
+    for run_id, key, count, best_ok, best_any in scores:
+        by_run[run_id][key] = (count, best_ok, best_any)
     rows = session.execute(
         select(
             Run.id,
             Run.game,
+            Run.env,
             Run.status,
             Run.created_at,
             Run.updated_at,
             Run.head_program_id,
             func.coalesce(programs.c.programs, 0),
-            func.coalesce(evaluations.c.evaluations, 0),
-            func.coalesce(evaluations.c.best_ok, evaluations.c.best_any),
         )
         .outerjoin(programs, programs.c.run_id == Run.id)
-        .outerjoin(evaluations, evaluations.c.run_id == Run.id)
         .order_by(Run.created_at, Run.id)
     ).all()
-    return [RunSummary(*row) for row in rows]
+    summaries = []
+    for run_id, game, env, status, created, updated, head, n_programs in rows:
+        groups = by_run.get(run_id, {})
+        own = groups.get(env_key(game, env))
+        chosen = [own] if own is not None else list(groups.values())
+        best_ok = max((g[1] for g in chosen if g[1] is not None), default=None)
+        best_any = max((g[2] for g in chosen if g[2] is not None), default=None)
+        summaries.append(
+            RunSummary(
+                run_id,
+                game,
+                status,
+                created,
+                updated,
+                head,
+                n_programs,
+                sum(g[0] for g in groups.values()),
+                best_ok if best_ok is not None else best_any,
+            )
+        )
+    return summaries
 
 
 # -- diff ------------------------------------------------------------------------------------

@@ -265,8 +265,10 @@ def test_queries_best_program_by_env_key(store: Store) -> None:
     store.record_evaluation(b.id, result([1.0]))
     from storage import env_key
 
-    assert store.best_program(run.id).program_id == a.id
+    # Without a key, the run's own setting wins over a higher score under another setting.
+    assert store.best_program(run.id).program_id == b.id
     assert store.best_program(run.id, env_key("Pong", PONG_ENV)).program_id == b.id
+    assert store.best_program(run.id, env_key("Pong", {"frameskip": 4})).program_id == a.id
 
 
 def test_queries_history_lists_programs_in_creation_order(store: Store) -> None:
@@ -340,3 +342,27 @@ def test_queries_resolve_short_ids(store: Store) -> None:
     other_run = next(a + b for a in HEX for b in HEX if not run.id.startswith(a + b))
     with pytest.raises(NotFoundError, match=f"^no run matches '{other_run}'$"):
         store.resolve_run(other_run)
+
+
+def test_queries_score_under_the_runs_own_env_setting(store: Store) -> None:
+    """A short smoke evaluation (other env key) never outranks a full-length one."""
+    from tests.storage.factories import PONG_ENV, policy, result
+
+    smoke_env = {**PONG_ENV, "max_steps": 300}
+    run = store.create_run("Pong", PONG_ENV)
+    smoked = store.add_program(run.id, policy(1), origin="seed")
+    store.record_evaluation(smoked.id, result([1.0], env=smoke_env, lengths=[300]))
+    store.record_evaluation(smoked.id, result([-12.0, -14.0]))
+    steady = store.add_program(run.id, policy(2), parent_id=smoked.id)
+    store.record_evaluation(steady.id, result([1.0], env=smoke_env, lengths=[300]))
+    store.record_evaluation(steady.id, result([-10.0, -10.0]))
+
+    best = store.best_program(run.id)
+    assert best is not None and best.program_id == steady.id and best.mean_return == -10.0
+    scores = {row.program_id: row.mean_return for row in store.history(run.id)}
+    assert scores == {smoked.id: -13.0, steady.id: -10.0}
+    (summary,) = store.runs()
+    assert summary.best_mean_return == -10.0 and summary.evaluations == 4
+    lineage = store.lineage(steady.id)
+    assert lineage.program.mean_return == -10.0
+    assert [node.mean_return for node in lineage.ancestors] == [-13.0]
