@@ -452,18 +452,21 @@ def _best_sources(
 ) -> tuple[ScoredSource, ...]:
     """The best few programs under the run's full env setting, best first."""
     key = _full_key(config, game)
-    scored: list[tuple[float, str]] = []
-    for row in store.history(run_id):
-        if row.status != "ok":
-            continue
-        full = store.find_evaluation(row.program_id, key, config.seeds)
-        if full is not None and full.status == "ok" and full.mean_return is not None:
-            scored.append((full.mean_return, row.program_id))
-    scored.sort(key=lambda item: item[0], reverse=True)
-    return tuple(
-        ScoredSource(store.get_program(program_id).source, mean, program_id[:8])
-        for mean, program_id in scored[:limit]
+    rows = sorted(
+        (row for row in store.history(run_id) if row.status == "ok" and row.evaluation_id),
+        key=lambda row: row.mean_return if row.mean_return is not None else float("-inf"),
+        reverse=True,
     )
+    best: list[ScoredSource] = []
+    for row in rows:
+        if len(best) == limit:
+            break
+        # History scores by the run's own (full) setting; a program killed before its full
+        # evaluation only has a smoke score, which does not compare.
+        if store.get_evaluation(row.evaluation_id or "").env_key == key:
+            source = store.get_program(row.program_id).source
+            best.append(ScoredSource(source, row.mean_return, row.program_id[:8]))
+    return tuple(best)
 
 
 def _fmt(value: float | None) -> str:
