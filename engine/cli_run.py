@@ -152,25 +152,15 @@ def run_command(
         proposer_impl = _make_proposer(config, os.environ.get("OPENAI_API_KEY"))
         stop = StopRequest()
         stop.install_signal_handlers()
-        if sys.stderr.isatty() and not as_json:
-            with LiveReporter(config.iterations) as reporter:
-                outcome = optimize(
-                    store,
-                    config,
-                    proposer_impl,
-                    run_id=run_id,
-                    seed_program=source,
-                    reporter=reporter,
-                    stop=stop,
-                )
-        else:
+        live = sys.stderr.isatty() and not as_json
+        with LiveReporter(config.iterations) if live else LineReporter() as reporter:
             outcome = optimize(
                 store,
                 config,
                 proposer_impl,
                 run_id=run_id,
                 seed_program=source,
-                reporter=LineReporter(),
+                reporter=reporter,
                 stop=stop,
             )
     if as_json:

@@ -23,6 +23,12 @@ class LineReporter:
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stderr
 
+    def __enter__(self) -> LineReporter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
     def iteration(self, report: IterationReport, state: LoopState) -> None:
         program = report.program_id[:8] if report.program_id else "-"
         print(
