@@ -47,6 +47,7 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 15_000
 CACHE_KIB = 32_768  # per connection; SQLite's 2 MiB default thrashes on deep lineage walks
 _BEGIN_OPTION = "evocade_sqlite_begin"
+PG_MIGRATION_LOCK = 0x65766F636164  # "evocad": the advisory lock `upgrade` takes on PostgreSQL
 
 
 @dataclass(frozen=True)
@@ -234,7 +235,11 @@ def writer(engine: Engine) -> Engine:
 
 
 def upgrade(engine: Engine, where: str) -> None:
-    """Run every missing migration in one transaction (foreign keys checked before commit)."""
+    """Run every missing migration in one transaction (foreign keys checked before commit).
+
+    One migrating process at a time per database: SQLite's write lock, PostgreSQL's
+    transaction-scoped advisory lock `PG_MIGRATION_LOCK` (released at commit or rollback).
+    """
     is_sqlite = engine.dialect.name == "sqlite"
     config = alembic_config()
     with translate_errors(where), engine.connect() as connection:
@@ -244,6 +249,11 @@ def upgrade(engine: Engine, where: str) -> None:
         try:
             connection.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
             with connection.begin():
+                if engine.dialect.name == "postgresql":
+                    # What BEGIN IMMEDIATE does on SQLite: processes that open the database at
+                    # the same moment migrate one after the other, each finding the schema the
+                    # previous one committed, instead of all but one failing midway.
+                    connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_MIGRATION_LOCK})")
                 config.attributes["connection"] = connection
                 command.upgrade(config, "head")
                 if is_sqlite:

@@ -1,15 +1,23 @@
-"""Alembic migrations: a real upgrade of an old database, and models that match the scripts."""
+"""Alembic migrations: a real upgrade of an old database, and models that match the scripts.
+
+Old databases are filled through tables reflected from the database itself (the schema that old
+revision made), so the same rows land on SQLite and on PostgreSQL.
+"""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import Connection, Engine, MetaData, Table, insert, inspect, text, update
 
 from storage import Store, env_key
 from storage.db import alembic_config, create_db_engine, head_revision, resolve
@@ -20,75 +28,125 @@ RUN_ID = "a" * 32
 SEED_ID = "b" * 32
 CHILD_ID = "c" * 32
 EVALUATION_ID = "d" * 32
-NOW = "2025-01-01 12:00:00.000000"
+NOW = datetime(2025, 1, 1, 12, tzinfo=UTC)
 
 
-def _migrate_to(path: Path, revision: str) -> None:
-    engine = create_db_engine(resolve(path))
+@contextmanager
+def _engine(database: str | Path) -> Iterator[Engine]:
+    engine = create_db_engine(resolve(database))
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def _migrate_to(database: str | Path, revision: str) -> None:
     config = alembic_config()
-    with engine.begin() as connection:
+    with _engine(database) as engine, engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
-    engine.dispose()
 
 
-def _fill_revision_0001(path: Path) -> None:
+def _table(connection: Connection, name: str) -> Table:
+    """The table as the database has it now (reflected), not as today's models describe it."""
+    return Table(name, MetaData(), autoload_with=connection)
+
+
+def _insert(connection: Connection, table: str, **values: Any) -> None:
+    connection.execute(insert(_table(connection, table)), values)
+
+
+def _fill_revision_0001(database: str | Path) -> None:
     """Rows written the way an evocade at schema 0001 wrote them (no program.note)."""
-    connection = sqlite3.connect(path)
-    connection.execute("PRAGMA foreign_keys = ON")
-    with connection:
-        connection.execute(
-            "INSERT INTO run (id, game, env, config, status, head_program_id, created_at, "
-            "updated_at) VALUES (?, 'Pong', ?, '{}', 'running', NULL, ?, ?)",
-            (RUN_ID, json.dumps(PONG_ENV), NOW, NOW),
+    with _engine(database) as engine, engine.begin() as connection:
+        _insert(
+            connection,
+            "run",
+            id=RUN_ID,
+            game="Pong",
+            env=PONG_ENV,
+            config={},
+            status="running",
+            head_program_id=None,
+            created_at=NOW,
+            updated_at=NOW,
         )
         for program_id, parent, source, generation in (
             (SEED_ID, None, policy(0), 0),
             (CHILD_ID, SEED_ID, policy(1), 1),
         ):
-            connection.execute(
-                "INSERT INTO program (id, run_id, source, sha256, parent_id, second_parent_id, "
-                "origin, generation, created_at, check_report) "
-                "VALUES (?, ?, ?, ?, ?, NULL, 'llm', ?, ?, NULL)",
-                (program_id, RUN_ID, source, program_id[:1] * 64, parent, generation, NOW),
+            _insert(
+                connection,
+                "program",
+                id=program_id,
+                run_id=RUN_ID,
+                source=source,
+                sha256=program_id[:1] * 64,
+                parent_id=parent,
+                second_parent_id=None,
+                origin="llm",
+                generation=generation,
+                created_at=NOW,
+                check_report=None,
             )
-        connection.execute("UPDATE run SET head_program_id = ? WHERE id = ?", (CHILD_ID, RUN_ID))
-        connection.execute(
-            "INSERT INTO evaluation (id, program_id, game, env, env_key, seeds, seeds_key, "
-            "episodes, mean_return, total_steps, backend, checked, check_report, limits, "
-            "wall_seconds, cpu_seconds, peak_memory_mb, status, created_at) VALUES "
-            "(?, ?, 'Pong', ?, ?, '[0]', '0', ?, -5.0, 900, 'bwrap', 1, NULL, NULL, 2.0, 0.5, "
-            "30.0, 'ok', ?)",
-            (
-                EVALUATION_ID,
-                CHILD_ID,
-                json.dumps(PONG_ENV),
-                env_key("Pong", PONG_ENV),
-                json.dumps([{"seed": 0, "status": "ok", "return": -5.0, "length": 900}]),
-                NOW,
-            ),
+        run = _table(connection, "run")
+        connection.execute(update(run).where(run.c.id == RUN_ID).values(head_program_id=CHILD_ID))
+        _insert(
+            connection,
+            "evaluation",
+            id=EVALUATION_ID,
+            program_id=CHILD_ID,
+            game="Pong",
+            env=PONG_ENV,
+            env_key=env_key("Pong", PONG_ENV),
+            seeds=[0],
+            seeds_key="0",
+            episodes=[{"seed": 0, "status": "ok", "return": -5.0, "length": 900}],
+            mean_return=-5.0,
+            total_steps=900,
+            backend="bwrap",
+            checked=True,
+            check_report=None,
+            limits=None,
+            wall_seconds=2.0,
+            cpu_seconds=0.5,
+            peak_memory_mb=30.0,
+            status="ok",
+            created_at=NOW,
         )
         trace = zlib.compress(json.dumps({"actions": "0123"}).encode())
-        connection.execute(
-            "INSERT INTO trace (evaluation_id, episode, seed, steps, data, raw_bytes, "
-            "stored_bytes, truncated) VALUES (?, 0, 0, 900, ?, 17, ?, 0)",
-            (EVALUATION_ID, trace, len(trace)),
+        _insert(
+            connection,
+            "trace",
+            evaluation_id=EVALUATION_ID,
+            episode=0,
+            seed=0,
+            steps=900,
+            data=trace,
+            raw_bytes=17,
+            stored_bytes=len(trace),
+            truncated=False,
         )
-        connection.execute(
-            "INSERT INTO event (run_id, kind, message, data, created_at) "
-            "VALUES (?, 'run_started', 'old', NULL, ?)",
-            (RUN_ID, NOW),
+        _insert(
+            connection,
+            "event",
+            run_id=RUN_ID,
+            kind="run_started",
+            message="old",
+            data=None,
+            created_at=NOW,
         )
-    connection.close()
 
 
-def test_migrations_upgrade_database_made_by_first_revision(db_path: Path) -> None:
-    _migrate_to(db_path, "0001")
-    _fill_revision_0001(db_path)
-    columns = {row[1] for row in sqlite3.connect(db_path).execute("PRAGMA table_info(program)")}
-    assert "note" not in columns
+def test_migrations_upgrade_database_made_by_first_revision(database: str | Path) -> None:
+    _migrate_to(database, "0001")
+    _fill_revision_0001(database)
+    with _engine(database) as engine, engine.connect() as connection:
+        assert "note" not in {
+            column["name"] for column in inspect(connection).get_columns("program")
+        }
 
-    with Store.open(db_path) as store:
+    with Store.open(database) as store:
         assert store.revision() == head_revision() != "0001"
         child = store.get_program(CHILD_ID)
         assert (child.parent_id, child.note, child.source) == (SEED_ID, None, policy(1))
@@ -106,39 +164,64 @@ def test_migrations_upgrade_database_made_by_first_revision(db_path: Path) -> No
         assert store.get_evaluation(EVALUATION_ID).run_id == RUN_ID
         (summary,) = store.runs()
         assert (summary.programs, summary.evaluations, summary.best_mean_return) == (3, 1, -5.0)
-    indexes = {row[1] for row in sqlite3.connect(db_path).execute("PRAGMA index_list(evaluation)")}
+    with _engine(database) as engine, engine.connect() as connection:
+        indexes = {index["name"] for index in inspect(connection).get_indexes("evaluation")}
     assert {"ix_evaluation_program_id_env_key_seeds_key", "ix_evaluation_run_scores"} <= indexes
 
 
-def test_migrations_0003_fills_evaluation_run_id_from_its_program(db_path: Path) -> None:
-    _migrate_to(db_path, "0002")
+def test_migrations_0003_fills_evaluation_run_id_from_its_program(database: str | Path) -> None:
+    _migrate_to(database, "0002")
     runs = {"1" * 32: ["2" * 32, "3" * 32], "4" * 32: ["5" * 32]}
-    connection = sqlite3.connect(db_path)
-    with connection:
+    with _engine(database) as engine, engine.begin() as connection:
         for run_id, program_ids in runs.items():
-            connection.execute(
-                "INSERT INTO run (id, game, env, config, status, head_program_id, created_at, "
-                "updated_at) VALUES (?, 'Pong', '{}', '{}', 'running', NULL, ?, ?)",
-                (run_id, NOW, NOW),
+            _insert(
+                connection,
+                "run",
+                id=run_id,
+                game="Pong",
+                env={},
+                config={},
+                status="running",
+                head_program_id=None,
+                created_at=NOW,
+                updated_at=NOW,
             )
             for number, program_id in enumerate(program_ids):
-                connection.execute(
-                    "INSERT INTO program (id, run_id, source, sha256, origin, generation, "
-                    "created_at) VALUES (?, ?, ?, ?, 'seed', 0, ?)",
-                    (program_id, run_id, policy(number), program_id * 2, NOW),
+                _insert(
+                    connection,
+                    "program",
+                    id=program_id,
+                    run_id=run_id,
+                    source=policy(number),
+                    sha256=program_id * 2,
+                    origin="seed",
+                    generation=0,
+                    created_at=NOW,
                 )
                 for evaluation in range(number + 1):  # 1 and 2 evaluations in run 1, 1 in run 4
-                    connection.execute(
-                        "INSERT INTO evaluation (id, program_id, game, env, env_key, seeds, "
-                        "seeds_key, episodes, mean_return, total_steps, backend, checked, "
-                        "wall_seconds, cpu_seconds, peak_memory_mb, status, created_at) VALUES "
-                        "(?, ?, 'Pong', '{}', 'k', '[0]', '0', '[]', ?, 900, 'bwrap', 1, 0, 0, 0, "
-                        "'ok', ?)",
-                        (f"{program_id[:31]}{evaluation}", program_id, float(number), NOW),
+                    _insert(
+                        connection,
+                        "evaluation",
+                        id=f"{program_id[:31]}{evaluation}",
+                        program_id=program_id,
+                        game="Pong",
+                        env={},
+                        env_key="k",
+                        seeds=[0],
+                        seeds_key="0",
+                        episodes=[],
+                        mean_return=float(number),
+                        total_steps=900,
+                        backend="bwrap",
+                        checked=True,
+                        wall_seconds=0.0,
+                        cpu_seconds=0.0,
+                        peak_memory_mb=0.0,
+                        status="ok",
+                        created_at=NOW,
                     )
-    connection.close()
 
-    with Store.open(db_path) as store:
+    with Store.open(database) as store:
         assert store.revision() == head_revision()
         summaries = {summary.run_id: summary for summary in store.runs()}
         assert {run_id: s.evaluations for run_id, s in summaries.items()} == {
@@ -148,47 +231,41 @@ def test_migrations_0003_fills_evaluation_run_id_from_its_program(db_path: Path)
         # equal scores: the older evaluation, then the smaller id, represents the program
         history = store.history("1" * 32)
         assert [row.evaluation_id for row in history] == ["2" * 31 + "0", "3" * 31 + "0"]
-    connection = sqlite3.connect(db_path)
-    pairs = connection.execute(
-        "SELECT evaluation.run_id, program.run_id FROM evaluation "
-        "JOIN program ON program.id = evaluation.program_id"
-    ).fetchall()
+    with _engine(database) as engine, engine.connect() as connection:
+        pairs = connection.execute(
+            text(
+                "SELECT evaluation.run_id, program.run_id FROM evaluation "
+                "JOIN program ON program.id = evaluation.program_id"
+            )
+        ).all()
+        schema = inspect(connection)
+        (column,) = [c for c in schema.get_columns("evaluation") if c["name"] == "run_id"]
+        foreign_keys = {
+            (key["referred_table"], *key["constrained_columns"], *key["referred_columns"])
+            for key in schema.get_foreign_keys("evaluation")
+        }
     assert len(pairs) == 4 and all(copied == owner for copied, owner in pairs)
-    column = next(
-        row for row in connection.execute("PRAGMA table_info(evaluation)") if row[1] == "run_id"
-    )
-    assert column[3] == 1  # NOT NULL
-    assert ("run", "run_id", "id") in {
-        (row[2], row[3], row[4])
-        for row in connection.execute("PRAGMA foreign_key_list(evaluation)")
-    }
-    connection.close()
+    assert column["nullable"] is False
+    assert ("run", "run_id", "id") in foreign_keys
 
 
-def test_migrations_match_models(db_path: Path) -> None:
-    Store.open(db_path).close()
-    engine = create_db_engine(resolve(db_path))
-    with engine.connect() as connection:
+def test_migrations_match_models(database: str | Path) -> None:
+    Store.open(database).close()
+    with _engine(database) as engine, engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
-    engine.dispose()
 
 
-def test_migrations_downgrade_and_upgrade_again(db_path: Path) -> None:
-    Store.open(db_path).close()
-    engine = create_db_engine(resolve(db_path))
+def test_migrations_downgrade_and_upgrade_again(database: str | Path) -> None:
+    Store.open(database).close()
     config = alembic_config()
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, "base")
-    engine.dispose()
-    tables = {
-        row[0]
-        for row in sqlite3.connect(db_path).execute("SELECT name FROM sqlite_master")
-        if not row[0].startswith("sqlite_")
-    }
-    assert tables == {"alembic_version"}
-    with Store.open(db_path) as store:
+    with _engine(database) as engine:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, "base")
+        with engine.connect() as connection:
+            assert inspect(connection).get_table_names() == ["alembic_version"]
+    with Store.open(database) as store:
         assert store.revision() == head_revision()
 
 

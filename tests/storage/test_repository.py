@@ -91,6 +91,25 @@ def test_repository_record_evaluation_copies_the_program_run(store: Store) -> No
         assert store.get_evaluation(evaluation.id).run_id == run.id
 
 
+def test_repository_record_evaluation_keeps_seeds_beyond_32_bits(
+    store: Store, request: pytest.FixtureRequest
+) -> None:
+    if store.path is None:
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                raises=StorageError,
+                reason="trace.seed is INTEGER: 32 bits on PostgreSQL, 64 on SQLite",
+            )
+        )
+    run = store.create_run("Pong", PONG_ENV)
+    program = store.add_program(run.id, policy(1), origin="seed")
+    seeds = [2**31, 2**40]
+    evaluation = store.record_evaluation(program.id, result([1.0, 2.0], seeds=seeds))
+    assert store.get_evaluation(evaluation.id).seeds == seeds
+    assert [trace.seed for trace in store.traces(evaluation.id)] == seeds
+
+
 def test_repository_record_evaluation_takes_separate_traces(store: Store) -> None:
     run = store.create_run("Pong", PONG_ENV)
     program = store.add_program(run.id, policy(1), origin="seed")
@@ -100,8 +119,8 @@ def test_repository_record_evaluation_takes_separate_traces(store: Store) -> Non
     assert [(t.episode, t.data) for t in store.traces(evaluation.id)] == [(0, {"actions": "01"})]
 
 
-def test_repository_record_evaluation_caps_trace_size(db_path: Path) -> None:
-    with Store.open(db_path, trace_cap_bytes=2_000) as store:
+def test_repository_record_evaluation_caps_trace_size(database: str | Path) -> None:
+    with Store.open(database, trace_cap_bytes=2_000) as store:
         run = store.create_run("Pong", PONG_ENV)
         program = store.add_program(run.id, policy(1), origin="seed")
         evaluation = store.record_evaluation(program.id, result(trace_steps=5000))
@@ -120,7 +139,7 @@ def test_repository_evaluation_and_traces_are_one_transaction(store: Store) -> N
     with pytest.raises(NotFoundError):
         store.record_evaluation("0" * 32, result())
     # a failure inside the transaction (the second trace row breaks a constraint) leaves nothing
-    with pytest.raises(StorageError, match="UNIQUE"), store._write() as session:
+    with pytest.raises(StorageError, match=r"(?i)unique"), store._write() as session:
         evaluation = Evaluation(program_id=program.id, run_id=run.id, status="ok", **_columns())
         session.add(evaluation)
         session.flush()
@@ -250,8 +269,8 @@ def test_repository_records_llm_calls_and_events(store: Store) -> None:
         store.add_event(run.id, "Budget Hit!")
 
 
-def test_repository_dedup_holds_across_two_open_stores(db_path: Path) -> None:
-    with Store.open(db_path) as first, Store.open(db_path) as second:
+def test_repository_dedup_holds_across_two_open_stores(database: str | Path) -> None:
+    with Store.open(database) as first, Store.open(database) as second:
         run = first.create_run("Pong", PONG_ENV)
         a = first.add_program(run.id, policy(1), origin="seed")
         b = second.add_program(run.id, policy(1), origin="llm")
