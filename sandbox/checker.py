@@ -16,7 +16,8 @@ Checks, in order:
 
 Rule ids: source-too-large, syntax, too-complex, import-not-allowed, module-attribute-not-allowed,
 unknown-module-attribute, dunder-name, underscore-name, forbidden-builtin, computed-attribute,
-string-format-attribute, unsupported-syntax, no-act, act-signature, restricted.
+attribute-not-allowed, string-format-attribute, unsupported-syntax, no-act, act-signature,
+restricted.
 
 Positions: `line` is 1-based; `column` is 1-based and counts characters (ast's col_offset is a
 0-based UTF-8 byte offset and is converted). A finding about the whole module (`no-act`,
@@ -36,10 +37,13 @@ import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from RestrictedPython.transformer import INSPECT_ATTRIBUTES
+
 from sandbox.policy_rules import (
     ALLOWED_DUNDER_METHODS,
     ALLOWED_MODULES,
     ATTRIBUTE_BUILTINS,
+    FORBIDDEN_ATTRIBUTES,
     FORBIDDEN_BUILTINS,
     MAX_SOURCE_BYTES,
     allowed_modules_text,
@@ -251,6 +255,9 @@ class _Rules:
         # Decided after the walk, once `bound` and `module_aliases` are complete.
         self.builtin_uses: list[ast.Name] = []
         self.attribute_builtin_calls: list[tuple[str, ast.Call]] = []
+        # getattr & co. used other than as the callee of a call (`map(getattr, objs, names)`).
+        self.attribute_builtin_values: list[ast.Name] = []
+        self.callees: set[int] = set()  # ids of the Name nodes that are called
         self.module_attribute_uses: list[ast.Attribute] = []
 
     def run(self) -> list[Diagnostic]:
@@ -437,6 +444,8 @@ class _Rules:
         elif name in FORBIDDEN_BUILTINS:
             self.builtin_uses.append(node)  # unless the module binds that name itself
             return
+        elif name in ATTRIBUTE_BUILTINS:
+            self.attribute_builtin_values.append(node)  # unless it is called, or bound
         self.check_name(name, node)
 
     def visit_arg(self, node: ast.arg) -> None:
@@ -451,7 +460,17 @@ class _Rules:
         if node.attr.startswith("_"):
             line, col_offset = _attribute_position(node)
             self.check_name(node.attr, node, what="attribute", line=line, col_offset=col_offset)
-        elif isinstance(node.value, ast.Name):
+            return
+        if node.attr in FORBIDDEN_ATTRIBUTES:
+            line, col_offset = _attribute_position(node)
+            self.add(
+                "attribute-not-allowed",
+                node,
+                f"the attribute {node.attr!r} is not allowed: {FORBIDDEN_ATTRIBUTES[node.attr]}",
+                line=line,
+                col_offset=col_offset,
+            )
+        if isinstance(node.value, ast.Name):
             self.module_attribute_uses.append(node)  # once all imports are known
 
     def visit_keyword(self, node: ast.keyword) -> None:
@@ -518,6 +537,8 @@ class _Rules:
 
     def visit_Call(self, node: ast.Call) -> None:
         func = node.func
+        if isinstance(func, ast.Name):
+            self.callees.add(id(func))
         if isinstance(func, ast.Name) and func.id in ATTRIBUTE_BUILTINS:
             self.attribute_builtin_calls.append((func.id, node))  # unless the module binds it
         elif isinstance(func, ast.Attribute) and func.attr in ("format", "format_map"):
@@ -528,13 +549,27 @@ class _Rules:
             return
         attribute = node.args[1]
         if isinstance(attribute, ast.Constant) and isinstance(attribute.value, str):
-            if attribute.value.startswith("_"):
+            literal = attribute.value
+            if literal.startswith("_"):
                 self.add(
                     "computed-attribute",
                     attribute,
-                    f"{name}(..., {attribute.value!r}) is not allowed: attribute names starting "
+                    f"{name}(..., {literal!r}) is not allowed: attribute names starting "
                     "with '_' reach Python internals or the sandbox's guards; use an ordinary "
                     "attribute name",
+                )
+            elif literal in FORBIDDEN_ATTRIBUTES:
+                self.add(
+                    "attribute-not-allowed",
+                    attribute,
+                    f"the attribute {literal!r} is not allowed: {FORBIDDEN_ATTRIBUTES[literal]}",
+                )
+            elif literal in INSPECT_ATTRIBUTES:
+                self.add(
+                    "attribute-not-allowed",
+                    attribute,
+                    f"the attribute {literal!r} is not allowed: frames, code objects and "
+                    "tracebacks reach the interpreter's internals, which a policy never needs",
                 )
             return
         example = f"{name}(obj, 'speed'{', 0' if name == 'getattr' else ''})"
@@ -614,6 +649,15 @@ class _Rules:
         for name, call in self.attribute_builtin_calls:
             if name not in self.bound:
                 self._check_attribute_builtin(name, call)
+        for node in self.attribute_builtin_values:
+            if node.id not in self.bound and id(node) not in self.callees:
+                self.add(
+                    "computed-attribute",
+                    node,
+                    f"{node.id} may only be called directly, as {node.id}(obj, 'name'...) with "
+                    "a string literal name: passed around as a value (to map, reduce, a "
+                    "variable...) it looks up names that cannot be checked",
+                )
         for node in self.module_attribute_uses:
             assert isinstance(node.value, ast.Name)
             module_name = self.module_aliases.get(node.value.id)

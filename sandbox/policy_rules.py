@@ -115,6 +115,10 @@ FORBIDDEN_MODULE_ATTRIBUTES: Mapping[str, Mapping[str, str]] = {
         "get_type_hints": (
             "it evaluates annotation strings with eval(); annotations are for reading only"
         ),
+        "get_origin": (
+            "it returns the class behind a typing alias (`typing.Type` gives `type`, which "
+            "policies may not use); test values with isinstance() instead"
+        ),
     },
     "enum": {
         "global_enum": (
@@ -122,6 +126,17 @@ FORBIDDEN_MODULE_ATTRIBUTES: Mapping[str, Mapping[str, str]] = {
             "refer to members as Action.UP"
         ),
     },
+}
+
+# Attribute names the checker refuses on any object, with the reason. (Names starting with "_"
+# and RestrictedPython's frame/code attributes such as `gi_frame` are refused everywhere too.)
+# The runtime refuses what makes them dangerous: `mro` of a metaclass, the unbound `type.mro`.
+FORBIDDEN_ATTRIBUTES: Mapping[str, str] = {
+    "mro": (
+        "it lists a class's bases, and a metaclass's list holds `type` itself "
+        "(`enum.EnumType.mro(enum.EnumType)[1]`), which builds classes with any dunder method; "
+        "use isinstance() or issubclass() to ask about a class"
+    ),
 }
 
 # Methods a policy class may define although their names start with "_": exactly what

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from sandbox.backends.base import SandboxUnavailable, WorkerOutcome, run_process
-from sandbox.backends.cgroups import enter_argv, sandbox_cgroup
+from sandbox.backends.cgroups import enter_argv, reap_stale_groups, sandbox_cgroup
 
 SANDBOX_UID = 65534  # nobody
 PACKAGE_MOUNT = "/opt/evocade"
@@ -72,6 +72,7 @@ class BwrapBackend:
         self.memory_mb = memory_mb
         self.pids = pids
         self.tmpfs_mb = tmpfs_mb
+        reap_stale_groups()
 
     def argv(self) -> list[str]:
         package_dir = str(Path(__file__).resolve().parents[1])

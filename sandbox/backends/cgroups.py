@@ -120,6 +120,29 @@ class SandboxCgroup:
                 path.rmdir()
 
 
+def reap_stale_groups(max_age_seconds: float = 3600.0) -> int:
+    """Remove empty evocade cgroups left by an engine that was killed (SIGKILL skips the
+    `finally` that removes them). Only old ones: a fresh, still empty group may belong to a
+    worker that is about to enter it. Returns how many were removed."""
+    removed = 0
+    now = time.time()
+    for parent in (
+        CGROUP_ROOT / "memory" / GROUP_PREFIX,
+        CGROUP_ROOT / "pids" / GROUP_PREFIX,
+        CGROUP_ROOT / GROUP_PREFIX,
+    ):
+        if not parent.is_dir():
+            continue
+        for group in parent.iterdir():
+            try:
+                if group.is_dir() and now - group.stat().st_mtime > max_age_seconds:
+                    group.rmdir()  # fails, harmlessly, while any process is inside
+                    removed += 1
+            except OSError:
+                continue
+    return removed
+
+
 @contextlib.contextmanager
 def sandbox_cgroup(memory_mb: int, pids: int) -> Iterator[SandboxCgroup]:
     group = SandboxCgroup(memory_mb, pids)

@@ -22,6 +22,9 @@ Stale containers: every container carries `evocade.sandbox=1` and its creator's 
 and process start time. When a backend is built it removes those whose creator on this host is
 gone (no such pid, or a pid reused by another process), and any older than
 `STALE_CONTAINER_HOURS` whoever made them (a creator on another host sharing a remote engine).
+A worker that cannot remove its own container (the engine went away mid-evaluation) leaves its
+id to be removed again by the next backend built or worker started in this process, so a
+long-running optimization does not collect containers across engine restarts.
 """
 
 from __future__ import annotations
@@ -65,6 +68,9 @@ STALE_CONTAINER_HOURS = 24.0  # longer than any worker's wall-clock budget
 CPUS_PER_WORKER = 1
 KILL_GRACE_SECONDS = 30.0  # for the engine to report a killed container's exit
 _warned_stale: set[str] = set()
+# Containers this process made whose removal failed (the engine was unreachable): retried.
+_unremoved: set[str] = set()
+_unremoved_lock = threading.Lock()
 
 
 def _process_start(pid: int) -> str | None:
@@ -100,6 +106,24 @@ def reap_stale_containers(client: docker.DockerClient) -> list[str]:
             with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
                 client.api.remove_container(info["Id"], force=True)
                 removed.append(info["Id"])
+    return removed
+
+
+def retry_removals(client: docker.DockerClient) -> list[str]:
+    """Remove the containers earlier workers of this process could not (module doc)."""
+    with _unremoved_lock:
+        pending = sorted(_unremoved)
+    removed = []
+    for container_id in pending:
+        try:
+            client.api.remove_container(container_id, force=True)
+        except docker.errors.NotFound:
+            pass
+        except (docker.errors.DockerException, requests.exceptions.RequestException):
+            continue  # still unreachable: try again next time
+        removed.append(container_id)
+        with _unremoved_lock:
+            _unremoved.discard(container_id)
     return removed
 
 
@@ -185,6 +209,7 @@ class DockerBackend:
         self.engine_cpus = int(client.info().get("NCPU") or 0)
         self._warn_if_stale(image_info)
         reap_stale_containers(client)
+        retry_removals(client)
         client.close()
         self.creator_labels = {
             LABEL: "1",
@@ -258,6 +283,8 @@ class DockerBackend:
         problem: str | None = None
         state: dict[str, Any] = {}
         try:
+            if _unremoved:
+                retry_removals(client)
             container_id = client.api.create_container(
                 **_create_args(client, self.container_config(cpu_limits))
             )["Id"]
@@ -276,11 +303,14 @@ class DockerBackend:
             if streams.thread.is_alive():
                 timed_out = True
             else:
+                deadline = started + wall_seconds
                 try:
-                    client.api.wait(
-                        container_id, timeout=max(1.0, started + wall_seconds - time.monotonic())
-                    )
-                except requests.exceptions.RequestException:  # ReadTimeout / ConnectionError
+                    client.api.wait(container_id, timeout=max(1.0, deadline - time.monotonic()))
+                except requests.exceptions.RequestException:
+                    # A read timeout (over a unix socket it comes as a ConnectionError) only
+                    # once the budget is spent; before that, the engine itself failed.
+                    if time.monotonic() < deadline - 0.5:
+                        raise
                     timed_out = True
             if timed_out:
                 with contextlib.suppress(docker.errors.APIError):
@@ -292,10 +322,13 @@ class DockerBackend:
             problem = f"the Docker engine failed this worker: {type(error).__name__}: {error}"
         finally:
             if container_id is not None:
-                with contextlib.suppress(
-                    docker.errors.DockerException, requests.exceptions.RequestException
-                ):
+                try:
                     client.api.remove_container(container_id, force=True)
+                except docker.errors.NotFound:
+                    pass
+                except (docker.errors.DockerException, requests.exceptions.RequestException):
+                    with _unremoved_lock:
+                        _unremoved.add(container_id)
             client.close()
         stderr_tail = streams.stderr_tail if streams else ""
         if problem is None and streams is not None and streams.failure and not timed_out:

@@ -47,6 +47,10 @@ _NO_OTHER_PROCESSES = (
     "kcmp",
     "setsid",
     "setpgid",
+    "process_madvise",
+    "process_mrelease",
+    "move_pages",
+    "migrate_pages",
 )
 # kernel attack surface a game policy has no use for
 _NO_KERNEL_SURFACE = (
@@ -88,9 +92,93 @@ _NO_KERNEL_SURFACE = (
     "inotify_init",
     "inotify_init1",
     "prctl",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "move_mount",
+    "open_tree",
+    "mount_setattr",
+)
+# state that would outlive the episode: files in the sandbox's tmpfs (shared with the harness and
+# with the next episode of the same worker) and System V / POSIX IPC objects (they live as long
+# as the sandbox's IPC namespace). RLIMIT_FSIZE=0 already stops data being written; these stop
+# names being made, renamed, removed or re-permissioned, which carry information just as well.
+_NO_FILESYSTEM_CHANGES = (
+    "creat",
+    "openat2",  # its flags sit in a struct the filter cannot read; Python never uses it
+    "mkdir",
+    "mkdirat",
+    "symlink",
+    "symlinkat",
+    "link",
+    "linkat",
+    "rename",
+    "renameat",
+    "renameat2",
+    "unlink",
+    "unlinkat",
+    "rmdir",
+    "truncate",
+    "ftruncate",
+    "fallocate",
+    "chmod",
+    "fchmod",
+    "fchmodat",
+    "chown",
+    "fchown",
+    "lchown",
+    "fchownat",
+    "utime",
+    "utimes",
+    "futimesat",
+    "utimensat",
+    "setxattr",
+    "lsetxattr",
+    "fsetxattr",
+    "removexattr",
+    "lremovexattr",
+    "fremovexattr",
+)
+_NO_SHARED_IPC = (
+    "shmget",
+    "shmat",
+    "shmctl",
+    "semget",
+    "semop",
+    "semtimedop",
+    "semctl",
+    "msgget",
+    "msgsnd",
+    "msgrcv",
+    "msgctl",
+    "mq_open",
+    "mq_unlink",
+    "mq_timedsend",
+    "mq_timedreceive",
+    "mq_notify",
+    "mq_getsetattr",
 )
 
 _PROT_EXEC = 0x4
+_O_ACCMODE = 0o3
+_O_CREAT = 0o100
+_O_TRUNC = 0o1000
+_F_SETOWN = 8
+_F_SETSIG = 10
+_F_SETOWN_EX = 15
+_LOW_32 = 0xFFFF_FFFF
+
+
+def _refuse(syscall_filter: pyseccomp.SyscallFilter, syscall: str, *args: pyseccomp.Arg) -> None:
+    """Fail `syscall` with EPERM (when all `args` conditions hold).
+
+    A name this architecture does not have (e.g. open or ioperm on arm64) needs no rule; any
+    other failure to add one is an error, never a silently weaker filter.
+    """
+    if pyseccomp.resolve_syscall(pyseccomp.Arch.NATIVE, syscall) < 0:
+        return
+    syscall_filter.add_rule(pyseccomp.ERRNO(errno.EPERM), syscall, *args)
 
 
 def _refuse_new_executable_memory(syscall_filter: pyseccomp.SyscallFilter) -> None:
@@ -105,6 +193,49 @@ def _refuse_new_executable_memory(syscall_filter: pyseccomp.SyscallFilter) -> No
             syscall,
             pyseccomp.Arg(2, pyseccomp.MASKED_EQ, _PROT_EXEC, _PROT_EXEC),
         )
+
+
+def _refuse_writable_opens(syscall_filter: pyseccomp.SyscallFilter) -> None:
+    """open/openat only for reading: no O_WRONLY/O_RDWR, no O_CREAT, no O_TRUNC."""
+    for syscall, flags_arg in (("open", 1), ("openat", 2)):
+        for mask, value in (
+            (_O_ACCMODE, 1),
+            (_O_ACCMODE, 2),
+            (_O_ACCMODE, 3),
+            (_O_CREAT, _O_CREAT),
+            (_O_TRUNC, _O_TRUNC),
+        ):
+            _refuse(
+                syscall_filter, syscall, pyseccomp.Arg(flags_arg, pyseccomp.MASKED_EQ, mask, value)
+            )
+
+
+def _refuse_acting_on_other_processes(syscall_filter: pyseccomp.SyscallFilter) -> None:
+    """Calls that take a pid may name this process (0) only.
+
+    (NE 0 compares all 64 bits of the register: any value but an exact 0 is refused, and the
+    kernel reads an exact 0 as the caller itself, so no upper-bits trick gets through.)
+
+    The harness runs under the same uid, and for a same-uid target the kernel allows these
+    without any capability: `prlimit(harness, RLIMIT_NOFILE, 0)` makes the harness fail, and
+    a pipe end whose owner is set to the harness (F_SETOWN + O_ASYNC) has the kernel signal it
+    on every read, SIGKILL included with F_SETSIG. Both were found by tests/adversarial.
+    """
+    ne_zero = {
+        "prlimit64": 0,
+        "sched_setaffinity": 0,
+        "sched_setscheduler": 0,
+        "sched_setparam": 0,
+        "sched_setattr": 0,
+        "setpriority": 1,
+        "ioprio_set": 1,
+    }
+    for syscall, pid_arg in ne_zero.items():
+        _refuse(syscall_filter, syscall, pyseccomp.Arg(pid_arg, pyseccomp.NE, 0))
+    # fcntl's command is an `unsigned int`: the kernel drops the upper half of the register,
+    # so compare the lower 32 bits only (an EQ on all 64 let `(1 << 32) | F_SETOWN` through).
+    for command in (_F_SETOWN, _F_SETSIG, _F_SETOWN_EX):
+        _refuse(syscall_filter, "fcntl", pyseccomp.Arg(1, pyseccomp.MASKED_EQ, _LOW_32, command))
 
 
 def set_resource_limits(memory_mb: int, cpu_seconds: int) -> None:
@@ -122,13 +253,19 @@ def set_resource_limits(memory_mb: int, cpu_seconds: int) -> None:
 def install_seccomp_filter() -> None:
     """Load the filter (it sets no_new_privs first); from here on it cannot be lifted."""
     syscall_filter = pyseccomp.SyscallFilter(defaction=pyseccomp.ALLOW)
-    for syscall in _NO_PROCESSES + _NO_NETWORK + _NO_OTHER_PROCESSES + _NO_KERNEL_SURFACE:
-        try:
-            syscall_filter.add_rule(pyseccomp.ERRNO(errno.EPERM), syscall)
-        except (OSError, RuntimeError, ValueError):
-            # A name this architecture does not have (e.g. ioperm on arm64) needs no rule.
-            continue
+    refused = (
+        _NO_PROCESSES
+        + _NO_NETWORK
+        + _NO_OTHER_PROCESSES
+        + _NO_KERNEL_SURFACE
+        + _NO_FILESYSTEM_CHANGES
+        + _NO_SHARED_IPC
+    )
+    for syscall in refused:
+        _refuse(syscall_filter, syscall)
     _refuse_new_executable_memory(syscall_filter)
+    _refuse_writable_opens(syscall_filter)
+    _refuse_acting_on_other_processes(syscall_filter)
     syscall_filter.load()
 
 

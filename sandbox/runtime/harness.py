@@ -27,6 +27,7 @@ from sandbox.runtime.observation import build_observation
 ACTION_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 STARTUP_SECONDS = 15.0  # interpreter start, imports and the policy's module body
 END_SECONDS = 2.0
+EXIT_GRACE_SECONDS = 1.0  # for a policy process that closed its pipe to finish exiting
 MAX_REPLY_BYTES = 1 << 20
 _PR_SET_DUMPABLE = 4
 
@@ -37,11 +38,13 @@ class ReplyReader:
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self.buffer = b""
+        self.overflowed = False
         self.poller = select.poll()
         self.poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
 
     def read_line(self, timeout_seconds: float) -> bytes | None:
-        """A line without its newline; None on timeout; b"" when the policy process is gone."""
+        """A line without its newline; None on timeout; b"" when the policy process is gone or
+        sent more than MAX_REPLY_BYTES without a newline (then `overflowed` is set)."""
         deadline = time.monotonic() + timeout_seconds
         while True:
             newline = self.buffer.find(b"\n")
@@ -49,6 +52,7 @@ class ReplyReader:
                 line, self.buffer = self.buffer[:newline], self.buffer[newline + 1 :]
                 return line or b" "
             if len(self.buffer) > MAX_REPLY_BYTES:
+                self.overflowed = True
                 return b""
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not self.poller.poll(remaining * 1000):
@@ -166,17 +170,31 @@ class PolicyProcess:
         )
         os.close(request_read)
         os.close(reply_write)
+        os.set_blocking(self._request_write, False)
+        self._writable = select.poll()
+        self._writable.register(self._request_write, select.POLLOUT)
         self.reader = ReplyReader(self._reply_read)
         self.rusage: Any = None
         self.exit_status: int | None = None
-        self.send(setup)
+        self.send(setup, STARTUP_SECONDS)
 
-    def send(self, message: Any) -> bool:
+    def send(self, message: Any, timeout_seconds: float) -> bool | None:
+        """Write one message: True when written, False when the policy process has closed its
+        end, None when it left the pipe full for `timeout_seconds` (it stopped reading, say
+        after queueing replies ahead and going to sleep): a blocking write would hang here."""
         data = (json.dumps(message, separators=(",", ":")) + "\n").encode()
+        deadline = time.monotonic() + timeout_seconds
         try:
             while data:
-                data = data[os.write(self._request_write, data) :]
-        except (BrokenPipeError, OSError):
+                try:  # the pipe almost always has room: write first, poll only when full
+                    data = data[os.write(self._request_write, data) :]
+                    continue
+                except BlockingIOError:
+                    pass
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._writable.poll(remaining * 1000):
+                    return None
+        except OSError:  # BrokenPipeError, or the fd is gone
             return False
         return True
 
@@ -208,8 +226,37 @@ class PolicyProcess:
             pass
         return 0.0
 
+    def _exited_within(self, seconds: float) -> bool:
+        """Reap the process if it exits within `seconds` (it is not killed here)."""
+        deadline = time.monotonic() + seconds
+        while self.exit_status is None:
+            pid, status, rusage = os.wait4(self.process.pid, os.WNOHANG)
+            if pid:
+                self.process.returncode = os.waitstatus_to_exitcode(status)
+                self.exit_status = self.process.returncode
+                self.rusage = rusage
+                break
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
     def death_reason(self, cpu_seconds: int) -> tuple[str, str]:
-        """Why the process went away on its own: (status, message)."""
+        """Why the process stopped talking: (status, message).
+
+        Usually it died. One that closed its end of a pipe, or flooded it without a newline,
+        but goes on running broke the protocol: it is killed, never waited for (waiting would
+        hang the harness, and with it every later episode of this worker).
+        """
+        if self.reader.overflowed or not self._exited_within(EXIT_GRACE_SECONDS):
+            self.kill()
+            self.reap()
+            what = (
+                f"sent a reply of more than {MAX_REPLY_BYTES} bytes"
+                if self.reader.overflowed
+                else "closed its pipe to the harness but kept running"
+            )
+            return "crashed", f"the policy process {what} and was killed"
         self.reap()
         code = self.exit_status or 0
         cpu = self.rusage.ru_utime + self.rusage.ru_stime if self.rusage else 0.0
@@ -222,13 +269,17 @@ class PolicyProcess:
 
 
 def _parse_reply(line: bytes) -> int | dict[str, Any]:
+    """An action index or a message dict; anything else is a protocol violation. The bytes are
+    untrusted: a policy can write whatever it likes to its end of the pipe."""
     if line.isdigit() and len(line) < 10:
         return int(line)
     try:
         message = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested a million deep
         return {"protocol": "the policy process sent an unreadable reply"}
-    return message if isinstance(message, (dict, int)) else {"protocol": "bad reply"}
+    if type(message) is dict or type(message) is int:  # not bool, not a float
+        return message
+    return {"protocol": "the policy process sent a reply that is neither an action nor a message"}
 
 
 def play_episode(env: Any, seed: int, request: dict[str, Any]) -> dict[str, Any]:
@@ -271,17 +322,19 @@ def play_episode(env: Any, seed: int, request: dict[str, Any]) -> dict[str, Any]
             status, error, output = _failure(message, step, n_actions, game.actions)
 
     while status == "ok" and step < max_steps:
-        if not policy.send(obs):
+        deadline = min(time.monotonic() + act_seconds, wall_deadline)
+        sent = policy.send(obs, max(deadline - time.monotonic(), 0.0))
+        if sent is False:
             status, error = policy.death_reason(int(limits["episode_cpu_seconds"]))
             break
-        timeout = min(act_seconds, wall_deadline - time.monotonic())
-        reply = policy.reader.read_line(max(timeout, 0.0))
+        reply = None if sent is None else policy.reader.read_line(deadline - time.monotonic())
         if reply is None:
+            status = "timeout"
             if time.monotonic() >= wall_deadline:
-                status = "timeout"
                 error = f"the episode exceeded {limits['episode_wall_seconds']:g} s of wall time"
+            elif sent is None:
+                error = f"the policy process stopped reading observations at step {step}"
             else:
-                status = "timeout"
                 error = f"act() did not return within {act_seconds:g} s at step {step}"
             break
         if reply == b"":
@@ -312,7 +365,7 @@ def play_episode(env: Any, seed: int, request: dict[str, Any]) -> dict[str, Any]
             error = f"the episode exceeded {limits['episode_wall_seconds']:g} s of wall time"
             break
 
-    if status == "ok" and policy.send({"end": True}):
+    if status == "ok" and policy.send({"end": True}, END_SECONDS):
         reply = policy.reader.read_line(END_SECONDS)
         message = _parse_reply(reply) if reply else None
         if isinstance(message, dict):
@@ -327,13 +380,22 @@ def play_episode(env: Any, seed: int, request: dict[str, Any]) -> dict[str, Any]
         "status": status,
         "return": total,
         "length": step,
-        "error": error,
+        "error": _clean_text(error),
         "wall_seconds": round(time.monotonic() - started, 4),
         "policy_cpu_seconds": round(rusage.ru_utime + rusage.ru_stime, 4) if rusage else 0.0,
         "policy_peak_memory_mb": peak_memory_mb,
-        "output": output,
+        "output": _clean_text(output),
         "trace": recorder.to_json(),
     }
+
+
+def _clean_text(text: str | None) -> str | None:
+    """Text from the policy as valid UTF-8: lone surrogates ("\\ud800", which JSON carries but
+    UTF-8 cannot) become backslash escapes. Left in, they broke every consumer that encodes the
+    result, the LLM client building the next prompt from this episode's feedback first."""
+    if text is None:
+        return None
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _failure(

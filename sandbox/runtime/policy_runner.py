@@ -113,11 +113,19 @@ def _load_policy(source: str, restricted: bool) -> Any:
 
 def _classify(value: Any, n_actions: int) -> dict[str, Any] | int:
     """An action index, or why it is not one. IntEnum members count (`Action.UP`); bools and
-    floats do not, whatever their value."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        index = int.__int__(value)  # the plain value, whatever an int subclass overrides
-        if 0 <= index < n_actions:
-            return index
+    floats do not, whatever their value.
+
+    The type is the object's real one: isinstance() would believe a class that claims
+    `__class__ = int` (and int.__int__ on it then raises here, outside the policy's try).
+    """
+    kind = type(value)
+    try:
+        if issubclass(kind, int) and kind is not bool:
+            index = int.__int__(value)  # the plain value, whatever an int subclass overrides
+            if 0 <= index < n_actions:
+                return index
+    except Exception:  # a metaclass can fake an int base in the MRO; int.__int__ then refuses
+        pass
     return {"invalid": _safe_repr(value)}
 
 

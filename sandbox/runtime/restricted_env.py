@@ -55,6 +55,7 @@ from RestrictedPython.transformer import (
 
 from sandbox.policy_rules import (
     ALLOWED_MODULES,
+    FORBIDDEN_ATTRIBUTES,
     FORBIDDEN_BUILTINS,
     allowed_modules_text,
     forbidden_objects,
@@ -286,6 +287,18 @@ def policy_globals(restricted: bool) -> dict[str, Any]:
     namespace: dict[str, Any] = {}
     policy_classes: set[type] = set()
     blocked = forbidden_objects()
+    # The forbidden builtins themselves, however they are reached: never handed out by an
+    # attribute read. And `type.mro` unbound, which is what `enum.EnumType.mro` and
+    # `typing.Type.mro` give: `enum.EnumType.mro(enum.EnumType)[1]` is `type` itself.
+    # (`int.mro()`, bound to an ordinary class, lists nothing but ordinary classes.)
+    for name, reason in FORBIDDEN_BUILTINS.items():
+        if hasattr(builtins, name):
+            blocked[id(getattr(builtins, name))] = (
+                f"{name}() is not available to policies: {reason}"
+            )
+    blocked[id(type.__dict__["mro"])] = (
+        f"the attribute 'mro' of a metaclass is not allowed: {FORBIDDEN_ATTRIBUTES['mro']}"
+    )
 
     def guarded_getattr(obj: Any, name: str, default: Any = _MISSING) -> Any:
         if type(name) is not str:

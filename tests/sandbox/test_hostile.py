@@ -210,3 +210,22 @@ def test_int_enum_actions_are_accepted(bwrap_backend) -> None:
     )
     assert result.status == Status.OK, result.episodes[0].error
     assert set(result.episodes[0].trace.actions) == {"2"}
+
+
+@pytest.mark.bwrap
+def test_stale_empty_cgroups_are_reaped(bwrap_backend) -> None:
+    import time as clock
+
+    from sandbox.backends.cgroups import SandboxCgroup, reap_stale_groups
+
+    group = SandboxCgroup(memory_mb=128, pids=8)
+    group.create()  # as left behind by an engine killed with SIGKILL
+    try:
+        assert reap_stale_groups(max_age_seconds=3600) == 0 or all(p.exists() for p in group.dirs)
+        old = clock.time() - 7200
+        for path in group.dirs:
+            os.utime(path, (old, old))
+        reap_stale_groups(max_age_seconds=3600)
+        assert not any(path.exists() for path in group.dirs)
+    finally:
+        group.remove()
