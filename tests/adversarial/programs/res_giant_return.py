@@ -1,0 +1,16 @@
+"""Return a 100 MB string as the action.
+
+The runner refuses it as an action and describes it with a repr capped at 200 characters, so
+the reply, the error and the stored result all stay small.
+
+attack: giant return value ('x' * 10**8)
+family: resources
+layer: the runner's action check and capped repr
+expect: invalid_action
+checker: accept
+checked: invalid_action
+"""
+
+
+def act(obs):
+    return "x" * 10**8
