@@ -30,6 +30,8 @@ END_SECONDS = 2.0
 EXIT_GRACE_SECONDS = 1.0  # for a policy process that closed its pipe to finish exiting
 MAX_REPLY_BYTES = 1 << 20
 _PR_SET_DUMPABLE = 4
+# Once per step: json.dumps with any non-default option builds a new encoder on every call.
+_encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class ReplyReader:
@@ -182,7 +184,7 @@ class PolicyProcess:
         """Write one message: True when written, False when the policy process has closed its
         end, None when it left the pipe full for `timeout_seconds` (it stopped reading, say
         after queueing replies ahead and going to sleep): a blocking write would hang here."""
-        data = (json.dumps(message, separators=(",", ":")) + "\n").encode()
+        data = (_encode(message) + "\n").encode()
         deadline = time.monotonic() + timeout_seconds
         try:
             while data:
