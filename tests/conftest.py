@@ -39,3 +39,27 @@ def bwrap_backend():
 
 def program(name: str) -> str:
     return (PROGRAMS / name).read_text()
+
+
+def descendants() -> list[int]:
+    """Processes descended from this test process: none may outlive an evaluation.
+
+    (Scanning for the sandbox uid instead would see other test runs on the same machine.)
+    """
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    me = os.getpid()
+    found = []
+    for pid in parents:
+        ancestor, hops = parents.get(pid), 0
+        while ancestor and ancestor != me and hops < 64:
+            ancestor, hops = parents.get(ancestor), hops + 1
+        if ancestor == me:
+            found.append(pid)
+    return found

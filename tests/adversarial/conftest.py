@@ -32,6 +32,7 @@ from typing import Any
 import pytest
 
 from tests.adversarial.catalog import cell_key, merge_results
+from tests.conftest import descendants
 
 SECRET_NAME = "EVOCADE_TEST_SECRET"
 REPO = Path(__file__).resolve().parents[2]
@@ -229,27 +230,6 @@ def listeners() -> Iterator[Listeners]:
 
 
 # -- processes and containers ------------------------------------------------------------------
-
-
-def descendants() -> list[int]:
-    """Processes descended from this test process (the same walk as tests/sandbox)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    me = os.getpid()
-    found = []
-    for pid in parents:
-        ancestor, hops = parents.get(pid), 0
-        while ancestor and ancestor != me and hops < 64:
-            ancestor, hops = parents.get(ancestor), hops + 1
-        if ancestor == me:
-            found.append(pid)
-    return found
 
 
 def leftover_processes(wait_seconds: float = 3.0) -> list[int]:

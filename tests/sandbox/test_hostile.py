@@ -17,6 +17,7 @@ import pytest
 from sandbox.evaluate import evaluate
 from sandbox.results import Status
 from sandbox.settings import EnvSettings, Limits
+from tests.conftest import descendants
 
 LIMITS = Limits(act_seconds=1.0, episode_cpu_seconds=5)
 ENV = EnvSettings(max_steps=50)
@@ -68,30 +69,6 @@ def _play(source: str, backend) -> object:
     return result
 
 
-def _descendants() -> list[int]:
-    """Processes descended from this test process: none may outlive an evaluation.
-
-    (Scanning for the sandbox uid instead would see other test runs on the same machine.)
-    """
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    me = os.getpid()
-    found = []
-    for pid in parents:
-        ancestor, hops = parents.get(pid), 0
-        while ancestor and ancestor != me and hops < 64:
-            ancestor, hops = parents.get(ancestor), hops + 1
-        if ancestor == me:
-            found.append(pid)
-    return found
-
-
 @pytest.mark.bwrap
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 def test_hostile_program_ends_with_its_status(name: str, bwrap_backend) -> None:
@@ -101,7 +78,7 @@ def test_hostile_program_ends_with_its_status(name: str, bwrap_backend) -> None:
     assert episode.status == expected, episode.error
     assert result.status == expected
     assert episode.error
-    assert _descendants() == []
+    assert descendants() == []
 
 
 @pytest.mark.bwrap
