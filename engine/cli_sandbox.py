@@ -6,11 +6,14 @@ import json
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from engine.errors import UserError
+
+if TYPE_CHECKING:
+    from sandbox.results import EvaluationResult
 
 
 class SandboxChoice(StrEnum):
@@ -180,7 +183,7 @@ def evaluate_command(
     raise typer.Exit(0 if result.status == "ok" else 1)
 
 
-def _print_summary(file: Path, result) -> None:  # type: ignore[no-untyped-def]
+def _print_summary(file: Path, result: EvaluationResult) -> None:
     if result.status == "rejected":
         diagnostics = result.check.diagnostics if result.check else []
         first = diagnostics[0].render() if diagnostics else "no diagnostics"

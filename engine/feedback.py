@@ -29,9 +29,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sandbox.games import Game
+from sandbox.games import ACTION_ALPHABET, Game
 from sandbox.results import (
-    ACTION_ALPHABET,
     EpisodeResult,
     EvaluationResult,
     Snapshot,

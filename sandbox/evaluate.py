@@ -133,15 +133,13 @@ def evaluate(
     limits = limits or Limits()
     game_info = get_game(game)
     started = time.monotonic()
-    runner = make_backend(backend, limits) if isinstance(backend, str) else backend
-
     report = check_source(source) if check else None
-    if report is not None and not report.ok:
+    if report is not None and not report.ok:  # never runs: no sandbox needed to say so
         return EvaluationResult(
             game=game_info.name,
             env=env,
             limits=limits,
-            backend=runner.name,
+            backend=backend if isinstance(backend, str) else backend.name,
             checked=True,
             status=Status.REJECTED,
             check=report,
@@ -149,6 +147,7 @@ def evaluate(
             wall_seconds=0.0,
         )
 
+    runner = make_backend(backend, limits) if isinstance(backend, str) else backend
     workers = max(1, min(workers or os.cpu_count() or 1, len(seeds)))
     groups = _split(list(seeds), workers)
     # Harness and policy talk once per step: on one core a round trip costs ~8 us, across

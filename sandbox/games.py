@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# A trace stores each step's action as one character: ACTION_ALPHABET[index] (Seaquest has 18).
+ACTION_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+
 COORDINATES = (
     "Coordinates are Atari screen pixels: x grows to the right (0..159), y grows downwards "
     "(0..209). Each object is a dict {'x', 'y', 'w', 'h', 'dx', 'dy'} of ints: (x, y) is the "

@@ -72,10 +72,11 @@ class Snapshot(BaseModel):
 class Trace(BaseModel):
     """A compact record of one episode.
 
-    Every action is kept (one character each, `ACTION_ALPHABET[i]`), every non-zero reward and
-    every life lost with its step; full observations only for the steps just before each such
-    event and at the end of the episode, up to a cap. That is what feedback needs (what happened
-    right before a point was lost) at a small fraction of a step-by-step dump.
+    Every action is kept (one character each, `sandbox.games.ACTION_ALPHABET[i]`), every non-
+    zero reward and every life lost with its step; full observations only for the steps just
+    before each such event and at the end of the episode, up to a cap. That is what feedback
+    needs (what happened right before a point was lost) at a small fraction of a step-by-step
+    dump.
     """
 
     actions: str = ""
@@ -83,9 +84,6 @@ class Trace(BaseModel):
     life_losses: list[int] = Field(default_factory=list)
     snapshots: list[Snapshot] = Field(default_factory=list)
     truncated: bool = False
-
-
-ACTION_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
 class EpisodeResult(BaseModel):

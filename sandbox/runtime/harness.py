@@ -21,10 +21,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox.games import get_game
+from sandbox.games import ACTION_ALPHABET, get_game
 from sandbox.runtime.observation import build_observation
 
-ACTION_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 STARTUP_SECONDS = 15.0  # interpreter start, imports and the policy's module body
 END_SECONDS = 2.0
 EXIT_GRACE_SECONDS = 1.0  # for a policy process that closed its pipe to finish exiting

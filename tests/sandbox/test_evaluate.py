@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from sandbox.evaluate import evaluate
-from sandbox.results import ACTION_ALPHABET, Status
+from sandbox.games import ACTION_ALPHABET
+from sandbox.results import Status
 from sandbox.settings import EnvSettings, Limits
 from tests.conftest import program
 
