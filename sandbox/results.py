@@ -72,8 +72,8 @@ class Snapshot(BaseModel):
 class Trace(BaseModel):
     """A compact record of one episode.
 
-    Every action is kept (one character each, `sandbox.games.ACTION_ALPHABET[i]`), every non-
-    zero reward and every life lost with its step; full observations only for the steps just
+    Every action is kept (one character each, `sandbox.games.ACTION_ALPHABET[i]`), every
+    nonzero reward and every life lost with its step; full observations only for the steps just
     before each such event and at the end of the episode, up to a cap. That is what feedback
     needs (what happened right before a point was lost) at a small fraction of a step-by-step
     dump.
