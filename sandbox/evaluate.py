@@ -9,6 +9,7 @@ Whatever a worker sends back is parsed with caps and validated here before anyon
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -19,8 +20,9 @@ from pydantic import ValidationError
 
 from sandbox.backends.base import Backend, SandboxUnavailable, WorkerOutcome
 from sandbox.checker import check_source
+from sandbox.episodes import ColdRunner, EpisodeRequest, EpisodeRunner, usable_cpus
 from sandbox.games import get_game
-from sandbox.results import EpisodeResult, EvaluationResult, Status, worst
+from sandbox.results import CheckReport, EpisodeResult, EvaluationResult, Status, worst
 from sandbox.settings import EnvSettings, Limits
 
 BackendName = Literal["auto", "bwrap", "docker", "none"]
@@ -114,6 +116,61 @@ def _worker_error(outcome: WorkerOutcome, limits: Limits) -> str:
     )
 
 
+def run_seeds(
+    backend: Backend, request: EpisodeRequest, seeds: list[int], cpu: int | None
+) -> list[EpisodeResult]:
+    """Play `seeds` one after another in one fresh sandbox; validated episodes, one per seed."""
+    limits = request.limits
+    payload = {
+        "source": request.source,
+        "restricted": request.restricted,
+        "game": request.game,
+        "env": request.env.model_dump(),
+        "limits": limits.model_dump(),
+        "seeds": seeds,
+        "cpu": cpu,
+    }
+    wall = len(seeds) * (limits.episode_wall_seconds + 5.0) + STARTUP_ALLOWANCE_SECONDS
+    outcome = backend.run_worker(json.dumps(payload).encode(), wall)
+    return _parse_worker(outcome, seeds, limits)
+
+
+def open_runner(
+    backend: BackendName | Backend = "auto", limits: Limits | None = None, slots: int | None = None
+) -> ColdRunner:
+    """An episode runner over the named backend, for a whole run (use as a context manager)."""
+    limits = limits or Limits()
+    runner = make_backend(backend, limits) if isinstance(backend, str) else backend
+    return ColdRunner(runner, slots)
+
+
+def evaluation_from_episodes(
+    game: str,
+    env: EnvSettings,
+    limits: Limits,
+    backend: str,
+    *,
+    checked: bool,
+    check: CheckReport | None,
+    episodes: list[EpisodeResult],
+    wall_seconds: float,
+) -> EvaluationResult:
+    """One evaluation from its episodes (in seed order); its status is the worst of theirs,
+    or `rejected` when the static check refused the program (then there are no episodes)."""
+    rejected = check is not None and not check.ok
+    return EvaluationResult(
+        game=game,
+        env=env,
+        limits=limits,
+        backend=backend,
+        checked=checked,
+        status=Status.REJECTED if rejected else worst([e.status for e in episodes]),
+        check=check,
+        episodes=episodes,
+        wall_seconds=round(wall_seconds, 3),
+    )
+
+
 def evaluate(
     source: str,
     game: str,
@@ -124,9 +181,14 @@ def evaluate(
     backend: BackendName | Backend = "auto",
     check: bool = True,
     workers: int | None = None,
+    pool: EpisodeRunner | None = None,
 ) -> EvaluationResult:
     """Check `source`, then play one episode per seed in the sandbox. Never runs it unchecked
-    unless `check=False`; never runs it outside a sandbox unless `backend="none"`."""
+    unless `check=False`; never runs it outside a sandbox unless `backend="none"`.
+
+    With `pool`, every seed is one episode on the pool's sandboxes (`backend` and `workers`
+    are then the pool's); without, the seeds are split over `workers` fresh sandboxes.
+    """
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be a non-empty list of distinct ints, got {seeds!r}")
     env = env or EnvSettings()
@@ -135,52 +197,44 @@ def evaluate(
     started = time.monotonic()
     report = check_source(source) if check else None
     if report is not None and not report.ok:  # never runs: no sandbox needed to say so
-        return EvaluationResult(
-            game=game_info.name,
-            env=env,
-            limits=limits,
-            backend=backend if isinstance(backend, str) else backend.name,
+        name = pool.name if pool else backend if isinstance(backend, str) else backend.name
+        return evaluation_from_episodes(
+            game_info.name,
+            env,
+            limits,
+            name,
             checked=True,
-            status=Status.REJECTED,
             check=report,
             episodes=[],
             wall_seconds=0.0,
         )
+    template = EpisodeRequest(source, game_info.name, seeds[0], env, limits, restricted=check)
+    if pool is not None:
+        requests = [dataclasses.replace(template, seed=seed) for seed in seeds]
+        with ThreadPoolExecutor(max_workers=min(pool.slots, len(seeds))) as threads:
+            episodes = list(threads.map(pool.run, requests))
+        name = pool.name
+    else:
+        runner = make_backend(backend, limits) if isinstance(backend, str) else backend
+        workers = max(1, min(workers or os.cpu_count() or 1, len(seeds)))
+        groups = _split(list(seeds), workers)
+        cpus = usable_cpus()
 
-    runner = make_backend(backend, limits) if isinstance(backend, str) else backend
-    workers = max(1, min(workers or os.cpu_count() or 1, len(seeds)))
-    groups = _split(list(seeds), workers)
-    # Harness and policy talk once per step: on one core a round trip costs ~8 us, across
-    # cores ~90 us (DESIGN.md §5); pinning each sandbox to its own core measured +20% steps/s.
-    cpus = sorted(os.sched_getaffinity(0))
+        def run_group(index: int) -> list[EpisodeResult]:
+            return run_seeds(runner, template, groups[index], cpus[index % len(cpus)])
 
-    def run_group(index: int) -> list[EpisodeResult]:
-        group = groups[index]
-        request = {
-            "source": source,
-            "restricted": check,
-            "game": game_info.name,
-            "env": env.model_dump(),
-            "limits": limits.model_dump(),
-            "seeds": group,
-            "cpu": cpus[index % len(cpus)],
-        }
-        wall = len(group) * (limits.episode_wall_seconds + 5.0) + STARTUP_ALLOWANCE_SECONDS
-        outcome = runner.run_worker(json.dumps(request).encode(), wall)
-        return _parse_worker(outcome, group, limits)
-
-    with ThreadPoolExecutor(max_workers=len(groups)) as pool:
-        per_group = list(pool.map(run_group, range(len(groups))))
-    by_seed = {episode.seed: episode for episodes in per_group for episode in episodes}
-    episodes = [by_seed[seed] for seed in seeds]
-    return EvaluationResult(
-        game=game_info.name,
-        env=env,
-        limits=limits,
-        backend=runner.name,
+        with ThreadPoolExecutor(max_workers=len(groups)) as threads:
+            per_group = list(threads.map(run_group, range(len(groups))))
+        by_seed = {episode.seed: episode for group in per_group for episode in group}
+        episodes = [by_seed[seed] for seed in seeds]
+        name = runner.name
+    return evaluation_from_episodes(
+        game_info.name,
+        env,
+        limits,
+        name,
         checked=check,
-        status=worst([episode.status for episode in episodes]),
         check=report,
         episodes=episodes,
-        wall_seconds=round(time.monotonic() - started, 3),
+        wall_seconds=time.monotonic() - started,
     )
