@@ -20,7 +20,7 @@ from engine.prompts import build_prompt
 from engine.proposers.base import ProposalContext, ScoredSource
 from sandbox.evaluate import evaluate
 from sandbox.games import get_game
-from sandbox.runtime.harness import make_env
+from sandbox.runtime.emulator import make_env
 from sandbox.runtime.observation import build_observation
 from sandbox.settings import EnvSettings
 
@@ -35,7 +35,7 @@ def rollout(source: str, env_settings: EnvSettings) -> list[tuple[dict[str, Any]
     exec(compile(source, "<policy>", "exec"), namespace)
     act = namespace["act"]
     game = get_game(GAME)
-    env = make_env(GAME, env_settings.model_dump())
+    env = make_env(GAME, env_settings.frameskip, env_settings.repeat_action_probability)
     lists = frozenset(game.list_categories)
     steps: list[tuple[dict[str, Any], int, float]] = []
     try:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sandbox.evaluate import make_backend
 from sandbox.games import get_game
-from sandbox.runtime.harness import make_env
+from sandbox.runtime.emulator import make_env
 from sandbox.runtime.observation import build_observation
 from sandbox.settings import EnvSettings, Limits
 
@@ -30,7 +30,7 @@ def in_process(source: str, env_settings: EnvSettings) -> tuple[int, float]:
     exec(compile(source, "<policy>", "exec"), namespace)
     act = namespace["act"]
     game = get_game("Pong")
-    env = make_env("Pong", env_settings.model_dump())
+    env = make_env("Pong", env_settings.frameskip, env_settings.repeat_action_probability)
     env.reset(seed=0)
     lists = frozenset(game.list_categories)
     steps = 0

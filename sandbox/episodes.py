@@ -35,6 +35,11 @@ class EpisodeRequest:
     restricted: bool = True  # the program passed the checker and runs under its guards
 
 
+class RunnerClosed(RuntimeError):
+    """The runner was closed (the run is stopping): the episode was not played to its end and
+    must not be recorded."""
+
+
 class EpisodeRunner(Protocol):
     """Plays episodes in sandboxes; thread-safe; `slots` episodes at once."""
 
@@ -48,9 +53,14 @@ class EpisodeRunner(Protocol):
         """How many episodes it plays at once (one per core it may use)."""
         ...
 
-    def run(self, request: EpisodeRequest) -> EpisodeResult: ...
+    def run(self, request: EpisodeRequest) -> EpisodeResult:
+        """Play one episode; raises `RunnerClosed` once `close()` has been called (episodes in
+        flight are cut short), never for anything the policy does."""
+        ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Stop: kill every sandbox, in flight or warm; later `run` calls raise RunnerClosed."""
+        ...
 
 
 def usable_cpus() -> list[int]:
@@ -85,6 +95,7 @@ class ColdRunner:
         self.backend = backend
         self._slots = max(1, slots or len(cpus))
         self._cpus = CpuSlots(cpus, self._slots)
+        self._closed = False
 
     @property
     def name(self) -> str:
@@ -97,6 +108,8 @@ class ColdRunner:
     def run(self, request: EpisodeRequest) -> EpisodeResult:
         from sandbox.evaluate import run_seeds
 
+        if self._closed:
+            raise RunnerClosed("the episode runner is closed")
         cpu = self._cpus.acquire()
         try:
             return run_seeds(self.backend, request, [request.seed], cpu)[0]
@@ -104,7 +117,7 @@ class ColdRunner:
             self._cpus.release(cpu)
 
     def close(self) -> None:
-        pass
+        self._closed = True
 
     def __enter__(self) -> Self:
         return self

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sandbox.games import ACTION_ALPHABET, get_game
+from sandbox.runtime.emulator import ale_of, make_env
 from sandbox.runtime.observation import build_observation
 
 STARTUP_SECONDS = 15.0  # interpreter start, imports and the policy's module body
@@ -119,24 +120,6 @@ class TraceRecorder:
             "snapshots": [self.snapshots[step] for step in sorted(self.snapshots)],
             "truncated": self.truncated,
         }
-
-
-def make_env(game_name: str, env: dict[str, Any]) -> Any:
-    from ocatari.core import OCAtari
-
-    game = get_game(game_name)
-    # obs_mode="ori" with no buffer stacks: OCAtari then does no per-step image work at all;
-    # the objects are read from RAM and turned into dicts by build_observation.
-    return OCAtari(
-        game.ale_id,
-        mode="ram",
-        hud=False,
-        obs_mode="ori",
-        create_buffer_stacks=[],
-        render_mode=None,
-        frameskip=int(env["frameskip"]),
-        repeat_action_probability=float(env["repeat_action_probability"]),
-    )
 
 
 class PolicyProcess:
@@ -289,7 +272,7 @@ def play_episode(env: Any, seed: int, request: dict[str, Any]) -> dict[str, Any]
     max_steps = int(request["env"]["max_steps"])
     n_actions = len(game.actions)
     list_categories = frozenset(game.list_categories)
-    ale = env._env.unwrapped.ale  # OCAtari wraps the gymnasium env as ._env
+    ale = ale_of(env)
     started = time.monotonic()
     wall_deadline = started + float(limits["episode_wall_seconds"])
     act_seconds = float(limits["act_seconds"])
@@ -438,7 +421,9 @@ def main() -> None:
     if request.get("cpu") is not None:
         with contextlib.suppress(OSError):  # a CPU this sandbox may not use: run unpinned
             os.sched_setaffinity(0, {int(request["cpu"])})
-    env = make_env(request["game"], request["env"])
+    env = make_env(
+        request["game"], request["env"]["frameskip"], request["env"]["repeat_action_probability"]
+    )
     try:
         for seed in request["seeds"]:
             episode = play_episode(env, int(seed), request)

@@ -321,11 +321,13 @@ class Replayer:
         self._envs: dict[str, Any] = {}
 
     def episode_return(self, game: str, env_settings: dict[str, Any], seed: int, actions: str):
-        from sandbox.runtime.harness import make_env
+        from sandbox.runtime.emulator import make_env
 
         key = f"{game}:{sorted(env_settings.items())}"
         if key not in self._envs:
-            self._envs[key] = make_env(game, env_settings)
+            self._envs[key] = make_env(
+                game, env_settings["frameskip"], env_settings["repeat_action_probability"]
+            )
         env = self._envs[key]
         env.reset(seed=seed)
         total = 0.0
