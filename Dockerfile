@@ -56,8 +56,8 @@ RUN /opt/venv/bin/python -m compileall -q --invalidation-mode unchecked-hash /op
  && PYTHONPATH=/opt/evocade PYTHONDONTWRITEBYTECODE=1 MPLCONFIGDIR=/tmp MPLBACKEND=Agg \
     /opt/venv/bin/python -s -c "import pyseccomp, sandbox.runtime.policy_runner; \
 pyseccomp.SyscallFilter(defaction=pyseccomp.ALLOW); \
-from sandbox.runtime.harness import make_env; \
-env = make_env('Pong', {'frameskip': 4, 'repeat_action_probability': 0.0}); \
+from sandbox.runtime.emulator import make_env; \
+env = make_env('Pong', 4, 0.0); \
 env.reset(seed=0); env.step(0); env.close()" \
  && rm -rf /tmp/* /root/.cache
 
