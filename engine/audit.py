@@ -12,6 +12,7 @@ emulator; `verify_evaluation` is the one function that replays.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -150,41 +151,37 @@ def verify_evaluation(
     for index, episode in enumerate(evaluation.episodes or []):
         stored_return = float(episode.get("return", 0.0))
         stored_length = int(episode.get("length", 0))
-        base = {
-            "evaluation_id": evaluation.id,
-            "program_id": evaluation.program_id,
-            "episode": index,
-            "seed": int(episode.get("seed", -1)),
-            "status": str(episode.get("status")),
-            "stored_return": stored_return,
-            "stored_length": stored_length,
-        }
+        pending = EpisodeCheck(
+            evaluation_id=evaluation.id,
+            program_id=evaluation.program_id,
+            episode=index,
+            seed=int(episode.get("seed", -1)),
+            status=str(episode.get("status")),
+            stored_return=stored_return,
+            stored_length=stored_length,
+            replayed_return=None,
+            replayed_length=None,
+            verdict="unverifiable",
+            reason="",
+        )
         trace = traces.get(index)
         try:
             log = episode_log(evaluation, index, trace)
             outcome = replayer(log)
         except (Unreplayable, ReplayError) as error:
-            checks.append(
-                EpisodeCheck(
-                    **base,
-                    replayed_return=None,
-                    replayed_length=None,
-                    verdict="unverifiable",
-                    reason=str(error),
-                )
-            )
+            checks.append(dataclasses.replace(pending, reason=str(error)))
             continue
         reason = judge(
             stored_return,
             stored_length,
-            base["status"],
+            pending.status,
             int(max_steps) if max_steps is not None else None,
             outcome,
             trace.get("rewards") if trace is not None else None,
         )
         checks.append(
-            EpisodeCheck(
-                **base,
+            dataclasses.replace(
+                pending,
                 replayed_return=outcome.episode_return,
                 replayed_length=outcome.length,
                 verdict="mismatch" if reason else "match",

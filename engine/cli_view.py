@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -334,7 +335,7 @@ def serve_command(
         store.close()
 
 
-COMMANDS = {
+COMMANDS: dict[str, Callable[..., None]] = {
     "replay": replay_command,
     "verify": verify_command,
     "plot": plot_command,

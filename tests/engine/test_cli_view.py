@@ -11,6 +11,7 @@ import shutil
 import sqlite3
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -112,7 +113,7 @@ def test_cli_replay_gif_has_the_expected_frames_and_size(real_run_db, tmp_path, 
     assert main([*args, "--from", "20", "--to", "120", "--stride", "5", "--scale", "1"]) == 0
     assert "20 frames" in capsys.readouterr().out
     with Image.open(out) as gif:
-        assert gif.n_frames == 20  # steps 20, 25, ..., 115
+        assert gif.n_frames == 20  # type: ignore[attr-defined]  # steps 20, 25, ..., 115
         assert gif.size == (160, 210 + 28)  # the screen and the overlay bar below it
     plain = tmp_path / "plain.gif"
     assert (
@@ -135,7 +136,8 @@ def test_cli_replay_gif_has_the_expected_frames_and_size(real_run_db, tmp_path, 
     )
     with Image.open(plain) as gif:
         assert gif.size == (320, 420)
-        assert 1 <= gif.n_frames <= 30  # identical consecutive frames are merged in a GIF
+        # identical consecutive frames are merged in a GIF
+        assert 1 <= gif.n_frames <= 30  # type: ignore[attr-defined]
 
 
 def test_cli_replay_mp4_has_the_expected_frames(real_run_db, tmp_path, capsys) -> None:
@@ -145,7 +147,7 @@ def test_cli_replay_mp4_has_the_expected_frames(real_run_db, tmp_path, capsys) -
     evaluation, _ = _evaluations(db)[0]
     out = tmp_path / "episode.mp4"
     assert main(["replay", evaluation, "--out", str(out), "--db", str(db), "--stride", "10"]) == 0
-    reader = imageio.get_reader(str(out))
+    reader: Any = imageio.get_reader(str(out))
     try:
         assert sum(1 for _ in reader) == 30  # 300 steps, one frame every 10
         assert tuple(reader.get_meta_data()["size"]) == (320, 420 + 56)

@@ -281,7 +281,7 @@ def test_web_replay_is_rendered_on_demand_and_cached(site: Site) -> None:
         cached = list(site.cache_dir.glob(f"{site.evaluation_id}-0-*.gif"))
         assert len(cached) == 1 and cached[0].read_bytes() == first.content
         with Image.open(BytesIO(first.content)) as gif:
-            assert gif.n_frames == 300 and gif.size == (320, 420 + 56)
+            assert gif.n_frames == 300 and gif.size == (320, 420 + 56)  # type: ignore[attr-defined]
         assert client.get(f"/replay/{site.evaluation_id}/0.gif").content == first.content
         missing = client.get(f"/replay/{site.untraced_id}/0.gif")
         assert missing.status_code == 409 and "no trace" in missing.text

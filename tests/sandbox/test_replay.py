@@ -88,6 +88,7 @@ def test_replay_frames_come_from_the_window_only() -> None:
     assert all(step.frame is not None and step.frame.shape == (210, 160, 3) for step in shown)
     assert shown[0].frame is not None and shown[0].frame.dtype == np.uint8
     # the paddle moves: frames differ
+    assert shown[-1].frame is not None
     assert not np.array_equal(shown[0].frame, shown[-1].frame)
 
 
