@@ -8,6 +8,7 @@ policy code: replays and verification re-simulate stored action logs on the host
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -73,6 +74,7 @@ def render_replay(
 
     try:
         suffix = video_format(out)
+        _check_writable(out)
         traces = {trace.episode: trace.data for trace in store.traces(evaluation.id)}
         log = episode_log(evaluation, index, traces.get(index))
         length = len(log.actions)
@@ -96,6 +98,17 @@ def render_replay(
     except (Unreplayable, ReplayError, VideoError) as error:
         raise UserError(str(error)) from None
     return frames, window.stride, note
+
+
+def _check_writable(out: Path) -> None:
+    """Fail before replaying when the file cannot be written (a replay can take a while)."""
+    folder = out.expanduser().absolute().parent
+    if not folder.is_dir():
+        raise UserError(f"cannot write {out}: directory {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise UserError(f"cannot write {out}: directory {folder} is not writable")
+    if out.is_dir():
+        raise UserError(f"cannot write {out}: it is a directory")
 
 
 def replay_command(

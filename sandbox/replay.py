@@ -90,6 +90,13 @@ class ReplayStep:
     ended: bool = False  # the emulator ended the episode with this step
 
 
+def _quiet_emulator() -> None:
+    """No ALE banner on the user's terminal for each replay (errors are still reported)."""
+    import ale_py
+
+    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
+
+
 class Replayer:
     """Replays episodes one after another, building each game's emulator once.
 
@@ -104,6 +111,7 @@ class Replayer:
     def _env(self, episode: EpisodeLog, render: bool) -> Any:
         key = (episode.game, episode.frameskip, episode.repeat_action_probability, render)
         if key not in self._envs:
+            _quiet_emulator()
             self._envs[key] = make_env(
                 episode.game, episode.frameskip, episode.repeat_action_probability, render=render
             )

@@ -25,14 +25,10 @@ pytestmark = pytest.mark.bwrap
 
 def _one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
     err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip() and not _emulator_banner(line)]
+    lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1, err
     assert "Traceback" not in err and lines[0].startswith("error: ")
     return lines[0]
-
-
-def _emulator_banner(line: str) -> bool:
-    return line.startswith(("A.L.E:", "[Powered by Stella]"))
 
 
 def _copy(real_run_db: tuple[Path, str], tmp_path: Path) -> Path:
@@ -163,12 +159,15 @@ def test_cli_view_bad_input_gives_one_line_errors(real_run_db, tmp_path, capsys)
         rejected = store.record_evaluation(program.id, rejected_result(), seeds=[0])
         untraced = store.record_evaluation(program.id, result([1.0], trace_steps=None))
     evaluation, _ = _evaluations(real_run_db[0])[0]
+    folder_named_gif = tmp_path / "folder.gif"
+    folder_named_gif.mkdir()
     cases = [
         (["replay", "ffffffff", "--out", str(tmp_path / "a.gif")], "no evaluation matches"),
         (["replay", rejected.id, "--out", str(tmp_path / "a.gif")], "no episode to replay"),
         (["replay", untraced.id, "--out", str(tmp_path / "a.gif")], "no trace was stored"),
         (["replay", evaluation, "--out", str(tmp_path / "a.avi")], "must end in .gif or .mp4"),
-        (["replay", evaluation, "--out", "/nonexistent/dir/a.gif"], "cannot write"),
+        (["replay", evaluation, "--out", "/nonexistent/dir/a.gif"], "does not exist"),
+        (["replay", evaluation, "--out", str(folder_named_gif)], "it is a directory"),
         (["replay", evaluation, "--episode", "42", "--out", str(tmp_path / "a.gif")], "seed 42"),
         (["replay", evaluation, "--from", "400", "--out", str(tmp_path / "a.gif")], "none in"),
         (["replay", evaluation, "--fps", "0", "--out", str(tmp_path / "a.gif")], "fps"),
