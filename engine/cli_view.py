@@ -211,13 +211,12 @@ def render_audit(report: AuditReport) -> str:
         )
     for check in unverifiable:
         lines.append("CANNOT VERIFY " + _check_line(check))
-    lines.append(
-        "verified: every stored return and length was recomputed from its action log"
-        if report.passed and not unverifiable
-        else "FAILED: stored scores disagree with their replays"
-        if not report.passed
-        else "passed for every episode that could be verified"
-    )
+    if not report.passed:
+        lines.append("FAILED: stored scores disagree with their replays")
+    elif unverifiable:
+        lines.append("passed for every episode that could be verified")
+    else:
+        lines.append("verified: every stored return and length was recomputed from its action log")
     return "\n".join(lines)
 
 
