@@ -154,7 +154,8 @@ def test_compose_feedback_timeout_names_the_step():
 def test_compose_feedback_breakout_lives_lost():
     result = play(RANDOM_BREAKOUT, "Breakout", [0], 300)
     trace = result.episodes[0].trace
-    assert trace is not None and trace.life_losses, "a random Breakout policy should lose a life in 300 steps"
+    assert trace is not None
+    assert trace.life_losses, "a random Breakout policy should lose a life in 300 steps"
     text = compose_feedback(result, BREAKOUT)
     assert len(text) <= MAX_FEEDBACK_CHARS
     assert f"Lives lost: {len(trace.life_losses)}, at step" in text
