@@ -95,6 +95,7 @@ def test_scopes_static_value_follows_imports_aliases_and_classes() -> None:
 def test_scopes_static_value_stops_on_cycles() -> None:
     tree = ast.parse("a = b\nb = a\nx = a\n")
     scopes = Scopes(tree)
-    read = tree.body[2].value
-    assert isinstance(read, ast.Name)
+    statement = tree.body[2]
+    assert isinstance(statement, ast.Assign) and isinstance(statement.value, ast.Name)
+    read = statement.value
     assert scopes.static_value(read) is None
