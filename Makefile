@@ -1,7 +1,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo docker-image test lint format bench
+.PHONY: install demo docker-image test lint typecheck format bench
 
 install:
 	./scripts/install.sh
@@ -22,6 +22,10 @@ test:
 lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# Not part of `lint` yet: it joins CI once every branch's code is clean under it.
+typecheck:
+	$(BIN)/mypy
 
 format:
 	$(BIN)/ruff format .
