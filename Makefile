@@ -35,3 +35,4 @@ bench:
 	$(BIN)/python benchmarks/bench_sandbox.py
 	$(BIN)/python benchmarks/bench_storage.py
 	$(BIN)/python benchmarks/bench_prompt.py
+	PYTHONPATH=. $(BIN)/python benchmarks/bench_checker.py

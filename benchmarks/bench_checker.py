@@ -26,8 +26,9 @@ def main() -> None:
         started = time.perf_counter()
         assert check_source(source).ok
         times.append(time.perf_counter() - started)
+    median_ms = statistics.median(times) * 1000
     print(
-        f"check_source on {len(source.encode())} bytes: median {statistics.median(times) * 1000:.1f} ms"
+        f"check_source on {len(source.encode())} bytes: median {median_ms:.1f} ms"
         f" (min {min(times) * 1000:.1f}, max {max(times) * 1000:.1f}) over {args.repeats} runs"
     )
 

@@ -3,7 +3,6 @@ accepted policy compiles under the restricted runtime."""
 
 from __future__ import annotations
 
-import time
 import warnings
 
 import pytest
