@@ -1,0 +1,166 @@
+"""Run blocking work so that Ctrl-C (or SIGTERM) stops it within seconds.
+
+The work runs in a worker thread; the main thread only waits, so a signal always reaches it
+at once. On a signal, `on_stop` runs (close the episode runner, kill the sandboxes), the worker
+gets a grace period to notice, and `Interrupted` is raised with the conventional exit code
+(130 for SIGINT, 143 for SIGTERM). A worker that is still stuck after the grace period cannot
+be stopped from Python, so the process then exits at once: an interrupt never waits for an
+episode to end. A second signal during the cleanup exits at once too.
+
+Our own handlers are installed for the duration, whatever the inherited disposition: a process
+started in the background of a script inherits SIGINT ignored, and `kill -INT` must still stop
+it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import FrameType
+from typing import TypeVar
+
+_T = TypeVar("_T")
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+GRACE_SECONDS = 10.0
+POLL_SECONDS = 0.25
+
+
+class Interrupted(Exception):
+    """The work was stopped by a signal; `exit_code` is 128 + its number."""
+
+    def __init__(self, signum: int, message: str) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
+class _Signalled(BaseException):
+    """Raised in the main thread by our handler, to break out of the wait."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_signalled(signum: int, _frame: FrameType | None) -> None:
+    raise _Signalled(signum)
+
+
+def _exit_now(signum: int, _frame: FrameType | None = None) -> None:
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(128 + signum)
+
+
+@contextlib.contextmanager
+def _handlers(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
+    previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def run_stoppable(
+    work: Callable[[], _T],
+    on_stop: Callable[[], str],
+    *,
+    grace_seconds: float = GRACE_SECONDS,
+) -> _T:
+    """`work()`'s result, or `Interrupted` (message: what `on_stop` returned) on a signal.
+
+    Exceptions raised by `work` are re-raised here. Outside the main thread (where no signal
+    handler can be installed) `work` simply runs.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return work()
+    outcome: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            outcome["result"] = work()
+        except BaseException as error:  # handed to the main thread as is
+            outcome["error"] = error
+
+    worker = threading.Thread(target=target, name="evocade-work", daemon=True)
+    try:
+        with _handlers(_raise_signalled):
+            worker.start()
+            while worker.is_alive():
+                worker.join(POLL_SECONDS)
+    except _Signalled as signalled:
+        with _handlers(_exit_now):
+            message = on_stop()
+            worker.join(grace_seconds)
+            if worker.is_alive():
+                print(f"interrupted: {message}", file=sys.stderr)
+                _exit_now(signalled.signum)
+        raise Interrupted(signalled.signum, message) from None
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    return outcome["result"]  # type: ignore[return-value]
+
+
+def child_pids() -> list[int]:
+    """This process's direct children (the sandboxes it started, each in its own session)."""
+    me = os.getpid()
+    children = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == me:
+            children.append(int(entry.name))
+    return children
+
+
+def kill_children() -> int:
+    """SIGKILL every child and, for a child that leads its own process group (how the
+    backends start sandboxes), that whole group; returns how many children there were.
+
+    bwrap dies with its parent's death signal inside (`--die-with-parent`), so killing the
+    outer process ends the sandbox; the backend's own cleanup (cgroups) then runs in the
+    worker thread as the episode returns.
+    """
+    children = child_pids()
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if os.getpgid(pid) == pid:
+                os.killpg(pid, signal.SIGKILL)
+            else:
+                os.kill(pid, signal.SIGKILL)
+    return len(children)
+
+
+def kill_own_containers() -> int:
+    """Kill the Docker sandboxes this process started (found by their creator label)."""
+    try:
+        from sandbox.backends.docker import LABEL, LABEL_PID
+        from sandbox.backends.docker_image import connect_engine
+
+        client = connect_engine(timeout_seconds=5)
+    except Exception:  # no engine, no SDK: then there is nothing of ours to kill
+        return 0
+    killed = 0
+    try:
+        filters = {"label": [f"{LABEL}=1", f"{LABEL_PID}={os.getpid()}"]}
+        for info in client.api.containers(filters=filters):
+            with contextlib.suppress(Exception):
+                client.api.kill(info["Id"])
+                killed += 1
+    except Exception:
+        pass
+    finally:
+        client.close()
+    return killed
