@@ -68,7 +68,7 @@ def _database_status(db: str) -> dict[str, Any]:
 
 def doctor_report(db: str) -> dict[str, Any]:
     """Everything `evocade doctor` prints, as data (a test calls this directly)."""
-    versions = {"python": platform.python_version()}
+    versions: dict[str, str | None] = {"python": platform.python_version()}
     for package in _PACKAGES:
         try:
             versions[package] = metadata.version(package)

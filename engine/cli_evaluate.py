@@ -181,13 +181,15 @@ def evaluate_command(
                 pool=pool,
             )
 
+    killed = [0]
+
     def stop() -> str:
         progress.silence()
         runner.close()  # later episodes never start; a warm pool also cuts those in flight
-        killed = kill_children()
+        killed[0] += kill_children()
         if runner.name == "docker":
-            killed += kill_own_containers()
-        return f"stopped {killed} sandbox process(es); no result reported"
+            killed[0] += kill_own_containers()
+        return f"stopped {killed[0]} sandbox process(es); no result reported"
 
     try:
         result = run_stoppable(play, stop)

@@ -22,6 +22,7 @@ from typing import Annotated, Any
 
 import typer
 
+from engine.cli_storage import error_summary
 from engine.db_option import DEFAULT_DB, DbOption, opened_store
 from engine.textsafe import indented, safe_block, safe_line
 from storage import NotFoundError, Store, short_id
@@ -133,8 +134,8 @@ def _evaluation_entries(store: Store, program_id: str) -> tuple[list[EvaluationE
         for episode in evaluation.episodes or []:
             if not isinstance(episode, dict) or episode.get("status") == "ok":
                 continue
-            last = str(episode.get("error") or "").strip().splitlines()[-1:] or ["-"]
-            errors.append(f"seed {episode.get('seed', '-')} {episode.get('status')}: {last[0]}")
+            summary = error_summary(str(episode.get("error") or "")) or "-"
+            errors.append(f"seed {episode.get('seed', '-')} {episode.get('status')}: {summary}")
         entries.append(
             EvaluationEntry(
                 evaluation.id,
@@ -334,7 +335,7 @@ def _json_default(value: Any) -> Any:
 
 def log_json(entries: list[LogEntry], run_id: str) -> str:
     data = [
-        {"entry": "event" if isinstance(e, RunEventEntry) else e.kind, **asdict(e)} for e in entries
+        {"type": "event" if isinstance(e, RunEventEntry) else e.kind, **asdict(e)} for e in entries
     ]
     return json.dumps(
         {"run_id": run_id, "entries": data}, indent=2, default=_json_default, ensure_ascii=True

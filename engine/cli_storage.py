@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -194,6 +194,16 @@ def history_json(entries: Sequence[HistoryRow | HistoryEvent]) -> list[dict[str,
     return out
 
 
+def error_summary(error: str) -> str:
+    """An episode's error on one line: the exception line of a traceback, with the harness's
+    "(at step N)" note when there is one, e.g. "RuntimeError: oops (at step 12)"."""
+    lines = [line.strip() for line in error.strip().splitlines() if line.strip()]
+    at_step = [line for line in lines if line.startswith("(at step")]
+    rest = [line for line in lines if not line.startswith("(at step")]
+    summary = rest[-1] if rest else ""
+    return f"{summary} {at_step[-1]}".strip() if at_step else summary
+
+
 def _evaluation_line(evaluation: Evaluation) -> str:
     mean = f"{evaluation.mean_return:+.2f}" if evaluation.mean_return is not None else "-"
     seeds = ",".join(_s(seed) for seed in evaluation.seeds) or "-"
@@ -242,10 +252,9 @@ def render_program(program: Program, evaluations: Sequence[Evaluation]) -> str:
             lines.extend(_diagnostic_lines(evaluation.check_report, where, "    "))
         for episode in evaluation.episodes:
             if isinstance(episode, dict) and episode.get("error"):
-                last = str(episode["error"]).strip().splitlines()[-1:] or [""]
                 lines.append(
                     f"    seed {_s(episode.get('seed'))}: {_s(episode.get('status'))}: "
-                    f"{_s(last[0])}"
+                    f"{_s(error_summary(str(episode['error'])))}"
                 )
     lines.append("source")
     lines.append(safe_block(program.source.rstrip("\n")))
@@ -480,7 +489,7 @@ def history_command(
             emit(render_history(entries, found.id))
 
 
-COMMANDS = {
+COMMANDS: dict[str, Callable[..., None]] = {
     "runs": runs_command,
     "show": show_command,
     "lineage": lineage_command,

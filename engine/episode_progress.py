@@ -14,7 +14,14 @@ import time
 from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from engine.textsafe import safe_line, safe_markup
 
@@ -47,7 +54,7 @@ class EpisodeProgress:
         self.started = time.monotonic()
         self._lock = threading.Lock()
         self._bar: Progress | None = None
-        self._task = None
+        self._task: TaskID | None = None
 
     def __enter__(self) -> EpisodeProgress:
         if self.live:

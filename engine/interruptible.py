@@ -19,6 +19,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
@@ -75,7 +76,9 @@ def run_stoppable(
     *,
     grace_seconds: float = GRACE_SECONDS,
 ) -> _T:
-    """`work()`'s result, or `Interrupted` (message: what `on_stop` returned) on a signal.
+    """`work()`'s result, or `Interrupted` (message: what `on_stop` last returned) on a signal.
+
+    `on_stop` must be idempotent: it is called until the worker has returned.
 
     Exceptions raised by `work` are re-raised here. Outside the main thread (where no signal
     handler can be installed) `work` simply runs.
@@ -98,8 +101,13 @@ def run_stoppable(
                 worker.join(POLL_SECONDS)
     except _Signalled as signalled:
         with _handlers(_exit_now):
+            # Again and again until the worker returns: a sandbox being started at the moment
+            # of the signal appears only after the first round.
             message = on_stop()
-            worker.join(grace_seconds)
+            deadline = time.monotonic() + grace_seconds
+            while worker.is_alive() and time.monotonic() < deadline:
+                worker.join(POLL_SECONDS)
+                message = on_stop()
             if worker.is_alive():
                 print(f"interrupted: {message}", file=sys.stderr)
                 _exit_now(signalled.signum)
