@@ -22,7 +22,7 @@ from typing import Annotated, Any
 
 import typer
 
-from engine.cli_storage import error_summary
+from engine.cli_storage_render import error_summary
 from engine.db_option import DEFAULT_DB, DbOption, opened_store
 from engine.textsafe import indented, safe_block, safe_line
 from storage import NotFoundError, Store, short_id

@@ -1,299 +1,40 @@
 """The storage commands: runs, show, lineage, diff, best, revert, history.
 
-Each command parses its arguments, asks `storage.Store`, and prints; the `render_*` functions
-turn query results into text and can be tested without a command line. Programs and runs are
-named by any unique prefix of their id (the first 8 characters are shown everywhere).
-
-Everything read from the database is untrusted text (a program's source and note come from an
-LLM, an episode's error from the policy): each field is made terminal-safe where it is put into
-a line (`safe_line`, so it cannot start a line of its own) and every text output passes through
-`safe_block` once more on its way out. JSON output escapes every control character.
+Each command parses its arguments, asks `storage.Store`, and prints what the pure functions
+of `engine.cli_storage_render` make of the answer (terminal-safe text, or JSON). Programs and
+runs are named by any unique prefix of their id (the first 8 characters are shown everywhere).
 """
 
 from __future__ import annotations
 
-import json
-from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from engine.cli_storage_render import (
+    emit,
+    evaluation_dict,
+    field,
+    history_json,
+    program_dict,
+    render_history,
+    render_lineage,
+    render_program,
+    render_runs,
+    to_json,
+)
 from engine.db_option import DEFAULT_DB, DbOption, opened_store
 from engine.errors import UserError
-from engine.textsafe import safe_block, safe_line
+from engine.textsafe import safe_block
 from storage import Store, short_id
-from storage.models import Evaluation, Program
-from storage.queries import (
-    HistoryEvent,
-    HistoryRow,
-    Lineage,
-    LineageNode,
-    RunSummary,
-    ScoredProgram,
-)
+from storage.queries import ScoredProgram
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 ProgramArgument = Annotated[str, typer.Argument(help="Program id or a unique prefix of it.")]
 RunArgument = Annotated[str, typer.Argument(help="Run id or a unique prefix of it.")]
-
-
-# -- rendering -------------------------------------------------------------------------------
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
-
-
-def to_json(value: Any) -> str:
-    """JSON with `ensure_ascii`: every control character and non-ASCII character escaped."""
-    return json.dumps(value, indent=2, default=_json_default, ensure_ascii=True)
-
-
-def emit(text: str) -> None:
-    """Print a command's text output, terminal-safe whatever got into it."""
-    if text:
-        print(safe_block(text))
-
-
-def _s(value: object) -> str:
-    """A database value as one terminal-safe field."""
-    return safe_line(value)
-
-
-def _when(value: datetime) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _score(mean_return: float | None, status: str | None) -> str:
-    if status is None:
-        return "not evaluated"
-    if mean_return is None:
-        return _s(status)
-    return f"{mean_return:+.2f} {_s(status)}"
-
-
-def _node_line(node: ScoredProgram) -> str:
-    return (
-        f"{_s(node.short_id)}  gen {node.generation:<4} {_s(node.origin):<8} "
-        f"{_score(node.mean_return, node.status)}"
-    )
-
-
-def render_runs(summaries: Sequence[RunSummary], where: str) -> str:
-    if not summaries:
-        return f"no runs in {_s(where)}"
-    lines = [
-        f"{'RUN':<8}  {'GAME':<14} {'STATUS':<9} {'PROGRAMS':>8} {'EVALS':>6} "
-        f"{'BEST':>9}  {'HEAD':<8}  CREATED"
-    ]
-    for run in summaries:
-        best = f"{run.best_mean_return:+.2f}" if run.best_mean_return is not None else "-"
-        lines.append(
-            f"{_s(run.short_id):<8}  {_s(run.game):<14} {_s(run.status):<9} {run.programs:>8} "
-            f"{run.evaluations:>6} {best:>9}  {_s(short_id(run.head_program_id)):<8}  "
-            f"{_when(run.created_at)}"
-        )
-    return "\n".join(lines)
-
-
-def render_descendants(root_id: str, nodes: Sequence[LineageNode]) -> list[str]:
-    """A tree that indents only where it branches: a straight chain stays one column."""
-    children: dict[str | None, list[LineageNode]] = defaultdict(list)
-    for node in nodes:
-        children[node.parent_id].append(node)
-    lines: list[str] = []
-    stack: list[tuple[LineageNode, str, str]] = []
-
-    def push_children(parent_id: str, prefix: str) -> None:
-        kids = children.get(parent_id, [])
-        if len(kids) == 1:
-            stack.append((kids[0], prefix, prefix))
-            return
-        entries = [
-            (kid, prefix + ("└─ " if last else "├─ "), prefix + ("   " if last else "│  "))
-            for kid, last in ((kid, i == len(kids) - 1) for i, kid in enumerate(kids))
-        ]
-        stack.extend(reversed(entries))
-
-    push_children(root_id, "   ")  # under the id column of the program's own line
-    while stack:
-        node, own_prefix, child_prefix = stack.pop()
-        lines.append(own_prefix + _node_line(node))
-        push_children(node.program_id, child_prefix)
-    return lines
-
-
-def render_lineage(lineage: Lineage) -> str:
-    program = lineage.program
-    lines = [
-        f"lineage of program {_s(program.short_id)} (run {_s(short_id(program.run_id))}): "
-        f"{len(lineage.ancestors)} ancestors, {len(lineage.descendants)} descendants"
-    ]
-    for node in reversed(lineage.ancestors):
-        lines.append(f"   {_node_line(node)}")
-    lines.append(f"*  {_node_line(program)}")
-    lines.extend(render_descendants(program.program_id, lineage.descendants))
-    return "\n".join(lines)
-
-
-HISTORY_HEADER = (
-    f"{'#':>4}  {'PROGRAM':<8}  {'PARENT':<8}  {'GEN':>4}  {'ORIGIN':<8}  "
-    f"{'STATUS':<14}  {'MEAN':>9}  {'BEST SO FAR':>11}"
-)
-
-
-def _history_event_line(event: HistoryEvent) -> str:
-    if event.kind == "no_program":
-        iteration = f"iteration {event.iteration + 1}" if event.iteration is not None else "-"
-        return (
-            f"{'-':>4}  {'(none)':<8}  {'':<8}  {'':>4}  {'':<8}  "
-            f"{_s(event.status or 'no_program'):<14}  {iteration}: {_s(event.message)}"
-        )
-    return (
-        f"{'-':>4}  {_s(event.kind):<8}  head {_s(short_id(event.from_program_id))} -> "
-        f"{_s(short_id(event.program_id))}: {_s(event.message)}"
-    )
-
-
-def render_history(entries: Sequence[HistoryRow | HistoryEvent], run_id: str) -> str:
-    """Programs numbered in creation order; failed iterations without a program and head
-    moves (revert, rollback) as unnumbered lines where they happened."""
-    if not entries:
-        return f"run {_s(short_id(run_id))} has no programs yet"
-    lines = [HISTORY_HEADER]
-    number = 0
-    for entry in entries:
-        if isinstance(entry, HistoryEvent):
-            lines.append(_history_event_line(entry))
-            continue
-        number += 1
-        mean = f"{entry.mean_return:+.2f}" if entry.mean_return is not None else "-"
-        best = f"{entry.best_so_far:+.2f}" if entry.best_so_far is not None else "-"
-        lines.append(
-            f"{number:>4}  {_s(entry.short_id):<8}  {_s(short_id(entry.parent_id)):<8}  "
-            f"{entry.generation:>4}  {_s(entry.origin):<8}  "
-            f"{_s(entry.status or 'not evaluated'):<14}  {mean:>9}  {best:>11}"
-        )
-    return "\n".join(lines)
-
-
-def history_json(entries: Sequence[HistoryRow | HistoryEvent]) -> list[dict[str, Any]]:
-    """Each entry as a dict with `kind`: "program" for a program row, else the event's kind."""
-    out = []
-    for entry in entries:
-        data = asdict(entry)
-        if isinstance(entry, HistoryRow):
-            data = {"kind": "program", **data}
-        out.append(data)
-    return out
-
-
-def error_summary(error: str) -> str:
-    """An episode's error on one line: the exception line of a traceback, with the harness's
-    "(at step N)" note when there is one, e.g. "RuntimeError: oops (at step 12)"."""
-    lines = [line.strip() for line in error.strip().splitlines() if line.strip()]
-    at_step = [line for line in lines if line.startswith("(at step")]
-    rest = [line for line in lines if not line.startswith("(at step")]
-    summary = rest[-1] if rest else ""
-    return f"{summary} {at_step[-1]}".strip() if at_step else summary
-
-
-def _evaluation_line(evaluation: Evaluation) -> str:
-    mean = f"{evaluation.mean_return:+.2f}" if evaluation.mean_return is not None else "-"
-    seeds = ",".join(_s(seed) for seed in evaluation.seeds) or "-"
-    return (
-        f"  {_s(short_id(evaluation.id))}  {_s(evaluation.status):<14} mean {mean:>8}  "
-        f"steps {evaluation.total_steps:>7}  seeds {seeds}  {_s(evaluation.backend)}  "
-        f"{evaluation.wall_seconds:.1f} s  {_s(evaluation.env_key)}"
-    )
-
-
-def _diagnostic_lines(report: dict[str, Any] | None, where: str, indent: str) -> list[str]:
-    """`where:line:col: rule: message`, as `evocade check` prints them."""
-    if not report or not isinstance(report.get("diagnostics"), list):
-        return []
-    return [
-        f"{indent}{_s(where)}:{_s(item.get('line'))}:{_s(item.get('column'))}: "
-        f"{_s(item.get('rule'))}: {_s(item.get('message'))}"
-        for item in report["diagnostics"]
-        if isinstance(item, dict)
-    ]
-
-
-def render_program(program: Program, evaluations: Sequence[Evaluation]) -> str:
-    second = program.second_parent_id
-    where = short_id(program.id)
-    lines = [
-        f"program  {_s(program.id)}",
-        f"run      {_s(program.run_id)}",
-        f"origin   {_s(program.origin)}, generation {program.generation}",
-        f"parent   {_s(short_id(program.parent_id))}"
-        + (f" (second parent {_s(short_id(second))})" if second else ""),
-        f"created  {_when(program.created_at)}",
-        f"sha256   {_s(program.sha256)}",
-    ]
-    if program.note:
-        lines.append(f"note     {_s(program.note)}")
-    report = program.check_report if isinstance(program.check_report, dict) else None
-    if report is not None:
-        verdict = "passed" if report.get("ok") else "failed"
-        lines.append(f"check    {verdict}")
-        lines.extend(_diagnostic_lines(report, where, "  "))
-    lines.append(f"evaluations ({len(evaluations)})")
-    for evaluation in evaluations:
-        lines.append(_evaluation_line(evaluation))
-        if evaluation.status == "rejected":
-            lines.extend(_diagnostic_lines(evaluation.check_report, where, "    "))
-        for episode in evaluation.episodes:
-            if isinstance(episode, dict) and episode.get("error"):
-                lines.append(
-                    f"    seed {_s(episode.get('seed'))}: {_s(episode.get('status'))}: "
-                    f"{_s(error_summary(str(episode['error'])))}"
-                )
-    lines.append("source")
-    lines.append(safe_block(program.source.rstrip("\n")))
-    return "\n".join(lines)
-
-
-def _program_dict(program: Program) -> dict[str, Any]:
-    return {
-        "id": program.id,
-        "run_id": program.run_id,
-        "parent_id": program.parent_id,
-        "second_parent_id": program.second_parent_id,
-        "origin": program.origin,
-        "generation": program.generation,
-        "created_at": program.created_at,
-        "sha256": program.sha256,
-        "note": program.note,
-        "check_report": program.check_report,
-        "source": program.source,
-    }
-
-
-def _evaluation_dict(evaluation: Evaluation) -> dict[str, Any]:
-    return {
-        "id": evaluation.id,
-        "status": evaluation.status,
-        "mean_return": evaluation.mean_return,
-        "total_steps": evaluation.total_steps,
-        "game": evaluation.game,
-        "env": evaluation.env,
-        "env_key": evaluation.env_key,
-        "seeds": evaluation.seeds,
-        "episodes": evaluation.episodes,
-        "backend": evaluation.backend,
-        "wall_seconds": evaluation.wall_seconds,
-        "cpu_seconds": evaluation.cpu_seconds,
-        "peak_memory_mb": evaluation.peak_memory_mb,
-        "created_at": evaluation.created_at,
-    }
 
 
 def export_policy(store: Store, best: ScoredProgram, path: Path, *, force: bool = False) -> None:
@@ -315,12 +56,12 @@ def export_policy(store: Store, best: ScoredProgram, path: Path, *, force: bool 
     program = store.get_program(best.program_id)
     run = store.get_run(program.run_id)
     evaluation = store.get_evaluation(best.evaluation_id) if best.evaluation_id else None
-    seeds = ",".join(_s(seed) for seed in evaluation.seeds) if evaluation else "-"
+    seeds = ",".join(field(seed) for seed in evaluation.seeds) if evaluation else "-"
     header = [
-        f"# evocade policy: program {_s(program.id)} of run {_s(run.id)} ({_s(run.game)})",
-        f"# mean return {best.mean_return:+.2f} over seeds {seeds} ({_s(best.status)}, "
+        f"# evocade policy: program {field(program.id)} of run {field(run.id)} ({field(run.game)})",
+        f"# mean return {best.mean_return:+.2f} over seeds {seeds} ({field(best.status)}, "
         f"{best.total_steps} steps)",
-        f"# env {_s(evaluation.env_key if evaluation else run.env)}",
+        f"# env {field(evaluation.env_key if evaluation else run.env)}",
         "# defines act(obs) -> int: an index into the game's minimal action set",
         "",
         "",
@@ -358,8 +99,8 @@ def show_command(
         found = store.resolve_program(program)
         evaluations = store.evaluations(found.id)
         if as_json:
-            data = _program_dict(found)
-            data["evaluations"] = [_evaluation_dict(evaluation) for evaluation in evaluations]
+            data = program_dict(found)
+            data["evaluations"] = [evaluation_dict(evaluation) for evaluation in evaluations]
             print(to_json(data))
         else:
             emit(render_program(found, evaluations))
@@ -438,12 +179,12 @@ def best_command(
             print(to_json(data))
             return
         emit(
-            f"best program {_s(best.short_id)} of run {_s(short_id(found.id))} "
-            f"({_s(found.game)}): mean {best.mean_return:+.2f} ({_s(best.status)}, "
-            f"{best.total_steps} steps, evaluation {_s(short_id(best.evaluation_id))})"
+            f"best program {field(best.short_id)} of run {field(short_id(found.id))} "
+            f"({field(found.game)}): mean {best.mean_return:+.2f} ({field(best.status)}, "
+            f"{best.total_steps} steps, evaluation {field(short_id(best.evaluation_id))})"
         )
         if export is not None:
-            emit(f"wrote {_s(export)}")
+            emit(f"wrote {field(export)}")
 
 
 def revert_command(
@@ -467,8 +208,8 @@ def revert_command(
             print(to_json({"run_id": found.id, "from": previous, "to": program.id}))
             return
         emit(
-            f"run {_s(short_id(found.id))}: head {_s(short_id(previous))} -> "
-            f"{_s(short_id(program.id))} (revert recorded; nothing deleted)"
+            f"run {field(short_id(found.id))}: head {field(short_id(previous))} -> "
+            f"{field(short_id(program.id))} (revert recorded; nothing deleted)"
         )
 
 

@@ -18,7 +18,8 @@ import pytest
 from engine.cli import main
 from storage import Store
 from tests.engine.scripted_llm import DEFAULT_PROGRAM, Answer, ScriptedLLM
-from tests.storage.factories import PONG_ENV, policy, result
+from tests.storage.conftest import database, postgres_admin, postgres_url  # noqa: F401
+from tests.storage.factories import PONG_ENV, policy, rejected_result, result
 
 FENCE = "```python\n{}\n```"
 REJECTED = "import os\n\ndef act(obs):\n    return 0\n"
@@ -191,3 +192,47 @@ def test_cli_log_unknown_run_is_one_line(
     assert main(["log", "0000", "--db", str(db)]) == 2
     err = capsys.readouterr().err
     assert err == "error: no run matches '0000'\n" and db.read_bytes() == before
+
+
+def test_cli_history_and_log_on_each_database(
+    database: str | Path,  # noqa: F811 - the fixture imported above: SQLite and PostgreSQL
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The loop's records, as it writes them, read back the same on SQLite and PostgreSQL."""
+    with Store.open(database) as store:
+        run = store.create_run("Pong", PONG_ENV)
+        seed = store.add_program(run.id, policy(0), origin="seed")
+        store.record_evaluation(seed.id, result([-20.0]))
+        store.set_head(run.id, seed.id)
+        store.add_event(
+            run.id,
+            "iteration",
+            "iteration 0: no_program",
+            data={"iteration": 0, "program": None, "status": "no_program", "note": "no code"},
+        )
+        broken = store.add_program(run.id, "import os\n", parent_id=seed.id)
+        store.record_evaluation(broken.id, rejected_result(), seeds=[0])
+        store.add_event(
+            run.id,
+            "iteration",
+            "iteration 1: rejected",
+            data={"iteration": 1, "program": broken.id, "status": "rejected", "note": ""},
+        )
+        store.revert(run.id, seed.id, "rollback to best")
+    where = str(database)
+    rows = json.loads(_ok(capsys, "history", run.id, "--db", where, "--json"))
+    assert [row["kind"] for row in rows] == ["program", "no_program", "program", "revert"]
+    assert rows[1]["message"] == "no code" and rows[2]["status"] == "rejected"
+    assert (rows[3]["from_program_id"], rows[3]["program_id"]) == (seed.id, seed.id)
+    text = _ok(capsys, "history", run.id, "--db", where)
+    assert "no_program      iteration 1: no code" in text
+    assert f"revert    head {seed.id[:8]} -> {seed.id[:8]}: rollback to best" in text
+    log = json.loads(_ok(capsys, "log", run.id, "--db", where, "--json"))
+    iterations = [e for e in log["entries"] if e["type"] == "iteration"]
+    assert [(e["iteration"], e["status"]) for e in iterations] == [
+        (0, "no_program"),
+        (1, "rejected"),
+    ]
+    assert iterations[1]["diagnostics"] == [
+        f"{broken.id[:8]}:1:0: import: import os is not allowed"
+    ]
