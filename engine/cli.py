@@ -9,6 +9,7 @@ a failed episode, no backend), 2 bad input (one `error: ...` line, nothing run o
 
 from __future__ import annotations
 
+import importlib
 import sys
 from importlib import metadata
 from typing import Annotated
@@ -58,24 +59,20 @@ def _root(
     """
 
 
-def _register_commands() -> None:
-    from engine import (
-        cli_doctor,
-        cli_evaluate,
-        cli_log,
-        cli_run,
-        cli_sandbox,
-        cli_storage,
-        cli_view,
-    )
+COMMAND_MODULES = (  # each has `register(app)`; one line per module, so additions merge cleanly
+    "engine.cli_doctor",
+    "engine.cli_evaluate",
+    "engine.cli_log",
+    "engine.cli_run",
+    "engine.cli_sandbox",
+    "engine.cli_storage",
+    "engine.cli_view",
+)
 
-    cli_doctor.register(app)
-    cli_evaluate.register(app)
-    cli_log.register(app)
-    cli_run.register(app)
-    cli_sandbox.register(app)
-    cli_storage.register(app)
-    cli_view.register(app)
+
+def _register_commands() -> None:
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(app)
 
 
 _register_commands()
