@@ -21,7 +21,9 @@ from engine.interruptible import Interrupted, kill_children, kill_own_containers
 from engine.textsafe import indented, safe_line
 
 if TYPE_CHECKING:
+    from sandbox.episodes import EpisodeRunner
     from sandbox.results import EpisodeResult, EvaluationResult
+    from sandbox.settings import EnvSettings, Limits
 
 MAX_ACT_SECONDS = 600.0  # one act() call may not outlast the episode's own wall budget
 MIN_MEMORY_MB = 32
@@ -109,7 +111,7 @@ def evaluate_command(
     """
     from sandbox.backends.base import SandboxUnavailable
     from sandbox.checker import check_source
-    from sandbox.evaluate import evaluate, evaluation_from_episodes, open_runner
+    from sandbox.evaluate import evaluation_from_episodes, open_runner
     from sandbox.games import UnknownGameError, get_game
     from sandbox.settings import EnvSettings, Limits
 
@@ -163,36 +165,18 @@ def evaluate_command(
         runner = open_runner(sandbox.value, limits, slots=workers)
     except SandboxUnavailable as error:
         raise UserError(str(error)) from None
-    label = f"{file.name} on {game_name}"
-    live = sys.stderr.isatty()
-
-    progress = EpisodeProgress(len(seeds), label, live=live, lines=not as_json)
-
-    def play() -> EvaluationResult:
-        with progress:
-            pool = ProgressRunner(runner, progress)
-            return evaluate(
-                source,
-                game_name,
-                seeds=seeds,
-                env=env,
-                limits=limits,
-                check=not no_check,
-                pool=pool,
-            )
-
-    killed = [0]
-
-    def stop() -> str:
-        progress.silence()
-        runner.close()  # later episodes never start; a warm pool also cuts those in flight
-        killed[0] += kill_children()
-        if runner.name == "docker":
-            killed[0] += kill_own_containers()
-        return f"stopped {killed[0]} sandbox process(es); no result reported"
-
     try:
-        result = run_stoppable(play, stop)
+        result = play_interruptibly(
+            runner,
+            source,
+            game_name,
+            seeds,
+            env,
+            limits,
+            check=not no_check,
+            label=f"{file.name} on {game_name}",
+            lines=not as_json,
+        )
     except Interrupted as interrupted:
         print(f"interrupted: {interrupted}", file=sys.stderr)
         raise typer.Exit(interrupted.exit_code) from None
@@ -200,6 +184,43 @@ def evaluate_command(
         runner.close()
     _print_result(file, result, as_json)
     raise typer.Exit(0 if result.status == "ok" else 1)
+
+
+def play_interruptibly(
+    runner: EpisodeRunner,
+    source: str,
+    game: str,
+    seeds: list[int],
+    env: EnvSettings,
+    limits: Limits,
+    *,
+    check: bool,
+    label: str,
+    lines: bool,
+) -> EvaluationResult:
+    """Play the seeds on `runner` showing per-episode progress; on SIGINT/SIGTERM, close the
+    runner, kill every sandbox this process started and raise `Interrupted`."""
+    from sandbox.evaluate import evaluate
+
+    progress = EpisodeProgress(len(seeds), label, live=sys.stderr.isatty(), lines=lines)
+    stopped: set[int | str] = set()
+
+    def play() -> EvaluationResult:
+        with progress:
+            pool = ProgressRunner(runner, progress)
+            return evaluate(
+                source, game, seeds=seeds, env=env, limits=limits, check=check, pool=pool
+            )
+
+    def stop() -> str:
+        progress.silence()
+        runner.close()  # later episodes never start; a warm pool also cuts those in flight
+        stopped.update(kill_children())
+        if runner.name == "docker":
+            stopped.update(kill_own_containers())
+        return f"stopped {len(stopped)} sandbox process(es); no result reported"
+
+    return run_stoppable(play, stop)
 
 
 # -- the report --------------------------------------------------------------------------------

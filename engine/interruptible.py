@@ -133,9 +133,9 @@ def child_pids() -> list[int]:
     return children
 
 
-def kill_children() -> int:
+def kill_children() -> list[int]:
     """SIGKILL every child and, for a child that leads its own process group (how the
-    backends start sandboxes), that whole group; returns how many children there were.
+    backends start sandboxes), that whole group; returns the children's pids.
 
     bwrap dies with its parent's death signal inside (`--die-with-parent`), so killing the
     outer process ends the sandbox; the backend's own cleanup (cgroups) then runs in the
@@ -148,26 +148,27 @@ def kill_children() -> int:
                 os.killpg(pid, signal.SIGKILL)
             else:
                 os.kill(pid, signal.SIGKILL)
-    return len(children)
+    return children
 
 
-def kill_own_containers() -> int:
-    """Kill the Docker sandboxes this process started (found by their creator label)."""
+def kill_own_containers() -> list[str]:
+    """Kill the Docker sandboxes this process started (found by their creator label);
+    returns their ids."""
     try:
         from sandbox.backends.docker import LABEL, LABEL_PID
         from sandbox.backends.docker_image import connect_engine
 
         client = connect_engine(timeout_seconds=5)
     except Exception:  # no engine, no SDK: then there is nothing of ours to kill
-        return 0
-    killed = 0
+        return []
+    killed: list[str] = []
     try:
         filters = {"label": [f"{LABEL}=1", f"{LABEL_PID}={os.getpid()}"]}
         for info in client.api.containers(filters=filters):
             with contextlib.suppress(Exception):
                 client.api.kill(info["Id"])
-                killed += 1
-    except Exception:
+                killed.append(str(info["Id"]))
+    except Exception:  # the engine went away meanwhile: nothing more we can do from here
         pass
     finally:
         client.close()
