@@ -1,8 +1,8 @@
 """Run blocking work so that Ctrl-C (or SIGTERM) stops it within seconds.
 
-The work runs in a worker thread; the main thread only waits, so a signal always reaches it
-at once. On a signal, `on_stop` runs (close the episode runner, kill the sandboxes), the worker
-gets a grace period to notice, and `Interrupted` is raised with the conventional exit code
+The work runs in a worker thread; the main thread only waits, in short slices, so a signal is
+noticed at once. On a signal, `on_stop` runs (close the episode runner, kill the sandboxes),
+the worker gets a grace period to notice, and `Interrupted` is raised with the exit code
 (130 for SIGINT, 143 for SIGTERM). A worker that is still stuck after the grace period cannot
 be stopped from Python, so the process then exits at once: an interrupt never waits for an
 episode to end. A second signal during the cleanup exits at once too.
@@ -41,16 +41,21 @@ class Interrupted(Exception):
         self.exit_code = 128 + signum
 
 
-class _Signalled(BaseException):
-    """Raised in the main thread by our handler, to break out of the wait."""
+class _StopFlag:
+    """Set by our signal handler, which only records the signal and returns.
 
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
+    It must not raise: on Python 3.11 an exception raised into `Thread.join()` from a signal
+    handler marks the still-running thread as stopped (bpo-45274's cleanup releases the
+    thread's own lock), so `is_alive()` would lie and the process would hang at exit waiting
+    for it. The main thread instead waits on an Event in short slices and reads this flag.
+    """
 
+    def __init__(self) -> None:
+        self.signum: int | None = None
 
-def _raise_signalled(signum: int, _frame: FrameType | None) -> None:
-    raise _Signalled(signum)
+    def handler(self, signum: int, _frame: FrameType | None) -> None:
+        if self.signum is None:
+            self.signum = signum
 
 
 def _exit_now(signum: int, _frame: FrameType | None = None) -> None:
@@ -86,32 +91,34 @@ def run_stoppable(
     if threading.current_thread() is not threading.main_thread():
         return work()
     outcome: dict[str, object] = {}
+    finished = threading.Event()
 
     def target() -> None:
         try:
             outcome["result"] = work()
         except BaseException as error:  # handed to the main thread as is
             outcome["error"] = error
+        finally:
+            finished.set()
 
     worker = threading.Thread(target=target, name="evocade-work", daemon=True)
-    try:
-        with _handlers(_raise_signalled):
-            worker.start()
-            while worker.is_alive():
-                worker.join(POLL_SECONDS)
-    except _Signalled as signalled:
+    stop = _StopFlag()
+    with _handlers(stop.handler):
+        worker.start()
+        while stop.signum is None and not finished.wait(POLL_SECONDS):
+            pass
+    if stop.signum is not None:
         with _handlers(_exit_now):
             # Again and again until the worker returns: a sandbox being started at the moment
             # of the signal appears only after the first round.
             message = on_stop()
             deadline = time.monotonic() + grace_seconds
-            while worker.is_alive() and time.monotonic() < deadline:
-                worker.join(POLL_SECONDS)
+            while not finished.wait(POLL_SECONDS) and time.monotonic() < deadline:
                 message = on_stop()
-            if worker.is_alive():
+            if not finished.is_set():
                 print(f"interrupted: {message}", file=sys.stderr)
-                _exit_now(signalled.signum)
-        raise Interrupted(signalled.signum, message) from None
+                _exit_now(stop.signum)
+        raise Interrupted(stop.signum, message)
     if "error" in outcome:
         raise outcome["error"]  # type: ignore[misc]
     return outcome["result"]  # type: ignore[return-value]
