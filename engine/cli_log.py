@@ -354,9 +354,10 @@ def log_command(
     full: Annotated[bool, typer.Option("--full", help="Show the whole feedback sent.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
 ) -> None:
-    """Show every iteration of a run in order, failed ones included, with the reason: status,
-    checker diagnostics or episode errors, the feedback sent, and each LLM call's tokens, cost
-    and error.
+    """Show every iteration of a run in order, failed ones included, and why.
+
+    For each: its status, the checker's diagnostics or the episodes' errors, the feedback
+    sent, and each LLM call's tokens, cost and error.
 
     Example: evocade log 9f8e7d6c --last 5
     """

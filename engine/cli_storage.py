@@ -216,8 +216,10 @@ def revert_command(
 def history_command(
     run: RunArgument, db: DbOption = DEFAULT_DB, as_json: JsonOption = False
 ) -> None:
-    """List a run's programs in creation order with their scores and the best so far, with
-    the iterations that produced no program and every revert or rollback where they happened.
+    """List a run's programs in order with their scores, failed iterations and reverts.
+
+    Each program with its score and the best so far; where they happened, the iterations
+    that produced no program and every revert or rollback of the head.
 
     Example: evocade history 9f8e7d6c --json
     """

@@ -257,10 +257,13 @@ AMBIGUOUS_SHOWN = 5
 
 
 def _candidates(
-    session: Session, model: type[Run] | type[Program], condition: ColumnElement[bool]
+    session: Session,
+    model: type[Run] | type[Program] | type[Evaluation],
+    condition: ColumnElement[bool],
 ) -> list[str]:
     """The first few ids a prefix matches, each with what it is (a program's origin and
-    generation, a run's game and status), so the user can tell which one they meant."""
+    generation, a run's game and status, an evaluation's game and status), so the user can
+    tell which one they meant."""
     if model is Program:
         program_rows = session.execute(
             select(Program.id, Program.origin, Program.generation)
@@ -269,6 +272,16 @@ def _candidates(
             .limit(AMBIGUOUS_SHOWN)
         ).all()
         return [f"{short_id(i)} ({origin} program, gen {gen})" for i, origin, gen in program_rows]
+    if model is Evaluation:
+        evaluation_rows = session.execute(
+            select(Evaluation.id, Evaluation.game, Evaluation.status)
+            .where(condition)
+            .order_by(Evaluation.id)
+            .limit(AMBIGUOUS_SHOWN)
+        ).all()
+        return [
+            f"{short_id(i)} ({game} evaluation, {status})" for i, game, status in evaluation_rows
+        ]
     run_rows = session.execute(
         select(Run.id, Run.game, Run.status)
         .where(condition)

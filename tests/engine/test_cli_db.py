@@ -169,3 +169,25 @@ def test_cli_db_url_env_var_used_when_flag_absent(
     monkeypatch.setenv("EVOCADE_DB", str(db))
     assert "is an empty file" in _one_line_error(capsys, "runs")
     assert os.path.getsize(db) == 0
+
+
+def test_cli_db_ambiguous_evaluation_prefix_lists_evaluations(tmp_path: Path) -> None:
+    from storage import AmbiguousIdError
+    from tests.storage.factories import result
+
+    with Store.open(tmp_path / "evocade.db") as store:
+        run = store.create_run("Pong", PONG_ENV)
+        program = store.add_program(run.id, policy(0), origin="seed")
+        evaluations: list[str] = []
+        while True:
+            evaluations.append(store.record_evaluation(program.id, result([-1.0])).id)
+            firsts = [e[0] for e in evaluations]
+            shared = [char for char in firsts if firsts.count(char) > 1]
+            if shared:
+                break
+        with pytest.raises(AmbiguousIdError) as caught:
+            store.resolve_evaluation(shared[0])
+    message = str(caught.value)
+    for evaluation_id in sorted(e for e in evaluations if e[0] == shared[0])[:5]:
+        assert f"{evaluation_id[:8]} (Pong evaluation, ok)" in message
+    assert "run," not in message  # not mistaken for runs

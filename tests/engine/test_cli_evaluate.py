@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -204,7 +205,7 @@ def _console(*args: str) -> list[str]:
     return [str(script), *args] if script.exists() else [sys.executable, "-m", "engine.cli", *args]
 
 
-def _wait_for(condition, seconds: float, what: str) -> None:  # type: ignore[no-untyped-def]
+def _wait_for(condition: Callable[[], object], seconds: float, what: str) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
         if time.monotonic() > deadline:
