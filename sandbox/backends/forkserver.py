@@ -31,8 +31,7 @@ import sys
 import traceback
 from typing import Any
 
-from sandbox.runtime import namespaces
-from sandbox.runtime import harness
+from sandbox.runtime import harness, namespaces
 from sandbox.runtime.lean_imports import import_ocatari
 
 MAX_MESSAGE_BYTES = 1 << 16

@@ -119,22 +119,26 @@ def _process_tree() -> dict[int, tuple[int, str, str]]:
     return tree
 
 
-def _bwrap_with_a_running_episode() -> int | None:
-    """The outermost bwrap process (a child of this test process) in whose sandbox a policy
-    process runs, i.e. one that is mid-episode."""
+def _sandbox_init_with_a_running_episode() -> int | None:
+    """The first process (bwrap's init) of a sandbox whose policy process has begun its
+    episode: it has loaded its seccomp filter (a warm one, still waiting, has not)."""
     tree = _process_tree()
-    me = os.getpid()
     for pid, (_, _, cmdline) in tree.items():
         if "sandbox.runtime.policy_runner" not in cmdline:
             continue
-        ancestor, outermost = tree.get(pid, (0, "", ""))[0], None
-        while ancestor and ancestor != me:
-            parent, comm, _ = tree.get(ancestor, (0, "", ""))
-            if comm == "bwrap" and parent == me:
-                outermost = ancestor
-            ancestor = parent
-        if outermost is not None:
-            return outermost
+        try:
+            confined = "Seccomp:\t2" in Path(f"/proc/{pid}/status").read_text()
+            namespace = os.readlink(f"/proc/{pid}/ns/pid")
+        except OSError:
+            continue
+        if not confined:
+            continue
+        for other, (_, comm, _) in tree.items():
+            try:
+                if comm == "bwrap" and os.readlink(f"/proc/{other}/ns/pid") == namespace:
+                    return other
+            except OSError:
+                continue
     return None
 
 
@@ -149,8 +153,8 @@ def test_fault_sandbox_killed_mid_episode_is_crashed_and_the_loop_goes_on(
         armed.wait(120)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            pid = _bwrap_with_a_running_episode()
-            if pid is not None:  # its policy process runs: the episode has begun
+            pid = _sandbox_init_with_a_running_episode()
+            if pid is not None:  # killing a pid namespace's init kills everything in it
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
                 return
