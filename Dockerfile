@@ -30,6 +30,7 @@ RUN if [ -f /etc/ssl/certs/ca-certificates.crt ]; then \
       "ale-py>=0.12,<0.13" \
       "scipy>=1.10" \
       "termcolor" \
+      "orjson>=3.9" \
       "RestrictedPython>=7" \
       "pyseccomp>=0.1.2" \
  && /opt/venv/bin/pip install -q --no-deps "ocatari==2.2.1" \

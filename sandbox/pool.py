@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
@@ -37,7 +36,6 @@ class _Slot:
     cpu: int | None
     warm: WarmSandbox | None = None
     warming: threading.Event = field(default_factory=threading.Event)
-    error: BaseException | None = None
 
 
 @dataclass
@@ -47,6 +45,7 @@ class PoolStats:
     served_warm: int = 0
     served_cold: int = 0
     replaced_dead: int = 0
+    warm_failures: int = 0
 
 
 class WarmPool:
@@ -126,30 +125,29 @@ class WarmPool:
             return Prepare(*setting, seeds=tuple(seeds))
 
     def _take(self, index: int, prepare: Prepare) -> WarmSandbox:
-        """The slot's warm sandbox if it is alive, else a new one started now."""
+        """The slot's warm sandbox if it is alive, else one started now (a warm-up that failed
+        is tried once more here, so that its error reaches the caller)."""
         slot = self._slots[index]
         slot.warming.wait()
         with self._lock:
-            sandbox, slot.warm, error, slot.error = slot.warm, None, slot.error, None
+            sandbox, slot.warm = slot.warm, None
         if sandbox is not None and sandbox.alive():
             self.stats.served_warm += 1
         else:
-            if sandbox is not None:
+            if sandbox is not None:  # died while idle: never handed out
                 sandbox.destroy()
                 self.stats.replaced_dead += 1
-            elif error is not None and not isinstance(error, RunnerClosed):
-                pass  # warming failed earlier; try once more now, and let that error show
             self.stats.served_cold += 1
             sandbox = self.backend.start_sandbox(slot.cpu, prepare)
-            if not sandbox.wait_ready(READY_SECONDS):
-                # A sandbox that never got ready is one the harness could not start in; run()
-                # still reports it as that episode's crash, with the harness's stderr.
-                pass
+            # One that never gets ready still plays: its episode is then reported as the
+            # sandbox's crash, with the harness's stderr.
+            sandbox.wait_ready(READY_SECONDS)
         with self._lock:
             self._active.add(sandbox)
-            if self._closed:
-                sandbox.destroy()
-                raise RunnerClosed("the sandbox pool is closed")
+            closed = self._closed
+        if closed:
+            self._to_reap.put(sandbox)
+            raise RunnerClosed("the sandbox pool is closed")
         return sandbox
 
     def _warm_next(self, index: int, prepare: Prepare) -> None:
@@ -165,18 +163,17 @@ class WarmPool:
             index, prepare = job
             slot = self._slots[index]
             sandbox: WarmSandbox | None = None
-            error: BaseException | None = None
             try:
                 if not self._closed:
                     sandbox = self.backend.start_sandbox(slot.cpu, prepare)
                     sandbox.wait_ready(READY_SECONDS)
-            except Exception as failure:  # e.g. SandboxUnavailable; run() retries and raises
-                error = failure
+            except Exception:  # e.g. SandboxUnavailable: run() tries again, and raises it
+                self.stats.warm_failures += 1
             with self._lock:
                 if self._closed and sandbox is not None:
                     sandbox.destroy()
                     sandbox = None
-                slot.warm, slot.error = sandbox, error
+                slot.warm = sandbox
                 slot.warming.set()
 
     def _reap_loop(self) -> None:
@@ -283,6 +280,3 @@ def _sandbox_error(outcome: WorkerOutcome, limits: Limits) -> str:
         ": " + " | ".join(tail) if tail else ""
     )
 
-
-def wait_seconds(started: float) -> float:
-    return round(time.monotonic() - started, 4)

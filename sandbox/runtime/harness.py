@@ -26,6 +26,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+import orjson
+
 from sandbox.games import ACTION_ALPHABET, Game, get_game
 from sandbox.runtime.emulator import ResetSnapshot, ale_of, make_env, reset, take_snapshot
 from sandbox.runtime.observation import build_observation
@@ -37,8 +39,9 @@ EXIT_GRACE_SECONDS = 1.0  # for a policy process that closed its pipe to finish 
 MAX_REQUEST_BYTES = 1 << 22
 REPLY_OVERHEAD_BYTES = 64 << 10  # room for a traceback beside the captured output
 _PR_SET_DUMPABLE = 4
-# Once per step: json.dumps with any non-default option builds a new encoder on every call.
-_encode = json.JSONEncoder(separators=(",", ":")).encode
+# The observation crosses to the policy once per step: orjson encodes an object-heavy one
+# (Space Invaders: ~40 objects) ~20x faster than the standard library (benchmarks/).
+_OBS_OPTIONS = orjson.OPT_APPEND_NEWLINE
 
 
 @dataclass
@@ -188,7 +191,7 @@ class PolicyProcess:
         """Write one message: True when written, False when the policy process has closed its
         end, None when it left the pipe full for `timeout_seconds` (it stopped reading, say
         after queueing replies ahead and going to sleep): a blocking write would hang here."""
-        data = (_encode(message) + "\n").encode()
+        data = orjson.dumps(message, option=_OBS_OPTIONS)
         deadline = time.monotonic() + timeout_seconds
         try:
             while data:

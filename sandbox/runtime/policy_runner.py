@@ -25,6 +25,8 @@ import sys
 import traceback
 from typing import Any
 
+import orjson
+
 from sandbox import policy_rules
 
 POLICY_FILENAME = "<policy>"
@@ -93,7 +95,7 @@ class Channel:
         line = self._requests.readline()
         if not line:
             raise EOFError
-        return json.loads(line)
+        return orjson.loads(line)
 
     def send(self, message: dict[str, Any] | int) -> None:
         payload = (str(message) if isinstance(message, int) else json.dumps(message)) + "\n"

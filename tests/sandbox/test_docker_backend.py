@@ -41,6 +41,7 @@ SANDBOX_LIBRARIES = (
     "ale-py",
     "scipy",
     "termcolor",
+    "orjson",
     "restrictedpython",
     "pyseccomp",
 )
