@@ -28,7 +28,7 @@ ENV = EnvSettings.deterministic(max_steps=30)
 WAIT_SECONDS = 120.0  # generous: a loaded machine
 
 # What one program leaves behind, if it could: files, module state, its cgroup, its uids.
-MARKER_PROGRAM = '''
+MARKER_PROGRAM = """
 import os, sys
 for path in ("/tmp/evocade-marker", "/dev/shm/evocade-marker"):
     try:
@@ -38,21 +38,21 @@ for path in ("/tmp/evocade-marker", "/dev/shm/evocade-marker"):
 import sandbox.runtime.policy_runner as runner
 runner.LEFT_BEHIND = "module state"
 sys.modules["evocade_marker"] = runner
-print(open("/proc/self/cgroup").read().strip().replace("\\n", ";"), os.getuid())
+print(os.readlink("/proc/self/ns/cgroup") + [l for l in open("/proc/self/cgroup") if ":memory:" in l][0].strip(), os.readlink("/proc/self/ns/mnt"), os.getuid())
 def act(obs):
     return 0
-'''
-LOOKING_PROGRAM = '''
+"""
+LOOKING_PROGRAM = """
 import os, sys
 import sandbox.runtime.policy_runner as runner
 found = [p for p in ("/tmp/evocade-marker", "/dev/shm/evocade-marker") if os.path.exists(p)]
 found += [name for name in ("LEFT_BEHIND",) if hasattr(runner, name)]
 found += [name for name in ("evocade_marker",) if name in sys.modules]
 found += sorted(os.listdir("/tmp"))
-print(open("/proc/self/cgroup").read().strip().replace("\\n", ";"), os.getuid(), found)
+print(os.readlink("/proc/self/ns/cgroup") + [l for l in open("/proc/self/cgroup") if ":memory:" in l][0].strip(), os.readlink("/proc/self/ns/mnt"), os.getuid(), found)
 def act(obs):
     return 0
-'''
+"""
 
 
 def _request(source: str, seed: int = 0, restricted: bool = False) -> EpisodeRequest:
@@ -98,12 +98,14 @@ def test_pool_nothing_of_one_program_reaches_the_next(backend) -> None:
         first = pool.run(_request(MARKER_PROGRAM))
         second = pool.run(_request(LOOKING_PROGRAM))
     assert first.status == second.status == Status.OK, (first.error, second.error)
-    cgroup_first, uid_first = first.output.split()[:2]
-    cgroup_second, uid_second, *found = second.output.split(maxsplit=2)
-    assert found == ["[]"], second.output  # no file, no module state, nothing in /tmp
-    if backend.name == "bwrap":  # docker's cgroup path is the container's, seen from inside
-        assert cgroup_first != cgroup_second
-    assert uid_first != uid_second or backend.name == "docker"
+    *namespaces_first, uid_first = first.output.split()
+    *namespaces_second, uid_second, found = second.output.strip().split(maxsplit=3)
+    assert found == "[]", second.output  # no file, no module state, nothing in /tmp
+    # Its own cgroup (a namespace of its own on bwrap, the container's on docker) and mount
+    # namespace, its own uid: nothing shared with the first.
+    assert namespaces_first[0] != namespaces_second[0]
+    assert namespaces_first[1] != namespaces_second[1]
+    assert uid_first != uid_second
 
 
 @pytest.mark.bwrap
