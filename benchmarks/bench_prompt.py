@@ -15,7 +15,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from engine.feedback import compose_feedback, render_step_by_step
+from step_by_step import Step, render_step_by_step  # this directory (run as a script)
+
+from engine.feedback import compose_feedback
 from engine.prompts import build_prompt
 from engine.proposers.base import ProposalContext, ScoredSource
 from sandbox.evaluate import evaluate
@@ -29,7 +31,7 @@ GAME = "Pong"
 SEED = 0
 
 
-def rollout(source: str, env_settings: EnvSettings) -> list[tuple[dict[str, Any], int, float]]:
+def rollout(source: str, env_settings: EnvSettings) -> list[Step]:
     """Every step of one episode, in-process (trusted code only: the repository's own policy)."""
     namespace: dict[str, Any] = {}
     exec(compile(source, "<policy>", "exec"), namespace)
@@ -37,7 +39,7 @@ def rollout(source: str, env_settings: EnvSettings) -> list[tuple[dict[str, Any]
     game = get_game(GAME)
     env = make_env(GAME, env_settings.frameskip, env_settings.repeat_action_probability)
     lists = frozenset(game.list_categories)
-    steps: list[tuple[dict[str, Any], int, float]] = []
+    steps: list[Step] = []
     try:
         env.reset(seed=SEED)
         obs = build_observation(env.objects, lists, None)

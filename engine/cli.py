@@ -22,12 +22,13 @@ app = typer.Typer(
 
 
 def _register_commands() -> None:
-    from engine import cli_doctor, cli_run, cli_sandbox, cli_storage
+    from engine import cli_doctor, cli_run, cli_sandbox, cli_storage, cli_view
 
     cli_doctor.register(app)
     cli_run.register(app)
     cli_sandbox.register(app)
     cli_storage.register(app)
+    cli_view.register(app)
 
 
 _register_commands()

@@ -1,9 +1,9 @@
 """The chat messages that ask an LLM for the next program.
 
-The system message is the same for every call: the role, the policy contract (DESIGN.md §2) and
-the static checker's rules in brief, built from `sandbox.policy_rules` so the prompt can never
-promise what the checker refuses. A third of the reference paper's Pong programs did not even
-parse; saying the rules up front is cheaper than learning them from a rejection.
+The system message is the same for every call: the role, the policy contract (docs/DESIGN.md
+§2) and the static checker's rules in brief, built from `sandbox.policy_rules` so the prompt can
+never promise what the checker refuses. A third of the reference paper's Pong programs did not
+even parse; saying the rules up front is cheaper than learning them from a rejection.
 
 The user message carries what changes: the game, the program to improve, the feedback on it and
 the best earlier programs with their scores, each truncated so one long program cannot crowd
@@ -71,11 +71,13 @@ Rules checked before the program runs (a program that breaks one is rejected, no
 - No names or attributes that start with an underscore (so no dunders), except these methods \
 in your own classes: {dunders}. No `if __name__ == "__main__":` block and no test code.
 - Not available: {builtins}.
-- {attribute_calls} only with a string literal name that does not start with "_".
+- {attribute_calls} only called directly with a string literal name that does not start with \
+"_", never passed around as values (no `map(getattr, ...)`, no `def f(g=getattr)`).
 - Not allowed: {module_attributes}.
 - str.format templates must not look up attributes or items ('{{0.x}}', '{{p[1]}}'); \
 f-strings are fine.
-- No match statements, nonlocal, async code, metaclasses or except*.
+- No match statements, nonlocal, async code, metaclasses or except*. Enums only as class \
+statements (`class Action(IntEnum):` with `UP = 2` lines), not Enum('Name', [...]) calls.
 - At most {MAX_SOURCE_BYTES // 1024} KiB of source.
 
 Answer with ONE complete Python module in a single ```python fenced block. You may write a few \

@@ -6,7 +6,7 @@ rules while the policy runs. Keeping them in one place is what makes "the checke
 mean "the runtime will run it". The runtime imports this module inside the sandbox image, so it
 imports nothing outside the standard library.
 
-Neither layer is the wall (DESIGN.md §4): the process split and the OS sandbox are. These rules
+Neither layer is the wall (docs/DESIGN.md §4): the process split and the OS sandbox are. These rules
 are there so that the usual ways out of Python fail early, with a message that says what to do
 instead, rather than as a seccomp kill that teaches the LLM nothing.
 """
@@ -82,7 +82,9 @@ ALLOWED_MODULES: frozenset[str] = frozenset(
 
 # Public attributes of allowed modules that still give a way around the guards, with the reason
 # and what to use instead. Both layers also refuse any attribute whose value is a module outside
-# ALLOWED_MODULES (`typing.sys`, `statistics.sys`, `enum.bltns` is the builtins module).
+# ALLOWED_MODULES (`typing.sys`, `statistics.sys`, `enum.bltns` is the builtins module), and any
+# attribute whose value is a metaclass (`enum.EnumType`, `typing.ABCMeta`, `typing.NamedTupleMeta`):
+# calling one builds a class from a dict, with any dunder method in it.
 FORBIDDEN_MODULE_ATTRIBUTES: Mapping[str, Mapping[str, str]] = {
     "operator": {
         "attrgetter": (
@@ -124,6 +126,14 @@ FORBIDDEN_MODULE_ATTRIBUTES: Mapping[str, Mapping[str, str]] = {
         "global_enum": (
             "it writes the members into the namespace of a module named by a string; "
             "refer to members as Action.UP"
+        ),
+    },
+    "copy": {
+        "dispatch_table": (
+            "it is the registry of how each type is copied: an entry in it makes copy.copy() "
+            "call any function and set attributes on whatever that returns (a module, say), "
+            "around the write guard; copy.copy() and copy.deepcopy() work on your own objects "
+            "without it"
         ),
     },
 }
@@ -217,7 +227,21 @@ def module_attribute_problem(module: ModuleType, name: str) -> str | None:
             f"{module_name}.{name} is the module {value.__name__!r}, which policies may not use; "
             f"allowed modules: {allowed_modules_text()}"
         )
+    if is_metaclass(value):
+        return f"{module_name}.{name} is not allowed: {METACLASS_REASON}"
     return None
+
+
+METACLASS_REASON = (
+    "it is a metaclass, and calling a metaclass builds a class from a dict that no check sees, "
+    "with any dunder method in it; define classes with a class statement (an Enum or IntEnum "
+    "base needs no metaclass)"
+)
+
+
+def is_metaclass(value: object) -> bool:
+    """Whether `value` is a class whose instances are classes (`type` and its subclasses)."""
+    return isinstance(value, type) and issubclass(value, type)
 
 
 def load_allowed_module(name: str) -> ModuleType:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build an offline base image for the sandbox Dockerfile: Debian bookworm (python3 = 3.11) made
 # with debootstrap from the machine's own apt mirror, imported with `docker import`. Needed where
-# no container registry is reachable (DESIGN.md §5); elsewhere python:3.11-slim does the job.
+# no container registry is reachable (docs/DESIGN.md §5); elsewhere python:3.11-slim does the job.
 #
 #   scripts/docker-base.sh [IMAGE]      # default evocade-base:bookworm; skipped if it exists
 #   FORCE=1 scripts/docker-base.sh      # rebuild anyway

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start or stop a private Docker engine for the docker sandbox backend (DESIGN.md §5).
+# Start or stop a private Docker engine for the docker sandbox backend (docs/DESIGN.md §5).
 #
 #   eval "$(scripts/dockerd.sh start)"   # installs docker.io if missing, starts dockerd,
 #                                        # prints `export DOCKER_HOST=unix://...`

@@ -31,7 +31,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction, sessionmaker
 from sqlalchemy.orm.interfaces import MANYTOONE
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import QueuePool, StaticPool
 
 from storage.errors import (
     AppendOnlyError,
@@ -227,6 +227,51 @@ def create_db_engine(location: Location) -> Engine:
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
     return engine
+
+
+def _sqlite_read_only_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+        cursor.execute("PRAGMA query_only = ON")
+    finally:
+        cursor.close()
+
+
+def create_read_only_engine(location: Location) -> Engine:
+    """An engine that cannot write, for viewers (`evocade serve`): two locks, one per layer.
+
+    SQLite: every connection is opened with `mode=ro` (the driver refuses writes to the file;
+    SQLite may still create the `-wal`/`-shm` side files, never the database's content) and
+    runs with `PRAGMA query_only`. PostgreSQL: every session starts with
+    `default_transaction_read_only`, so the server refuses writes. Nothing here migrates or
+    changes the journal mode. Other backends are refused rather than trusted.
+    """
+    backend = location.url.get_backend_name()
+    if location.is_sqlite:
+        path = location.path
+        if path is None:
+            raise StorageError(f"{location.display}: only a SQLite file can be opened read-only")
+        uri = f"{path.as_uri()}?mode=ro"
+
+        def connect() -> sqlite3.Connection:
+            return sqlite3.connect(uri, uri=True, check_same_thread=False)
+
+        engine = create_engine("sqlite://", creator=connect, poolclass=QueuePool)
+        event.listen(engine, "connect", _sqlite_read_only_on_connect)
+        return engine
+    if backend == "postgresql":
+        try:
+            return create_engine(
+                location.url,
+                connect_args={"options": "-c default_transaction_read_only=on"},
+            )
+        except (sa_exc.ArgumentError, ImportError) as error:
+            raise StorageError(f"cannot use database {location.display}: {error}") from error
+    raise StorageError(
+        f"{location.display}: read-only viewing supports SQLite files and PostgreSQL only"
+    )
 
 
 def writer(engine: Engine) -> Engine:

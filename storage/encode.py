@@ -18,7 +18,12 @@ from storage.models import EVALUATION_STATUSES
 
 TRACE_CAP_BYTES = 1 << 20
 """Default cap on one stored trace (compressed). A trace above it is cut down, never refused:
-losing an evaluation because its trace is large would be worse than losing trace detail."""
+losing an evaluation because its trace is large would be worse than losing trace detail.
+The action log is exempt (see `encode_trace`): it is what every stored score is verified from."""
+
+KEPT_WHOLE = "actions"
+"""The trace key that is never dropped: one character per step (`evocade verify` and
+`evocade replay` re-simulate the episode from it), ~1 byte per step before compression."""
 
 _ZLIB_LEVEL = 6
 
@@ -58,11 +63,14 @@ def _compress(trace: Mapping[str, Any]) -> tuple[bytes, int]:
 
 
 def encode_trace(trace: Mapping[str, Any], cap_bytes: int = TRACE_CAP_BYTES) -> EncodedTrace:
-    """zlib-compressed JSON, at most `cap_bytes` long.
+    """zlib-compressed JSON, at most `cap_bytes` long unless the action log alone is longer.
 
     Above the cap, detail goes first where it is cheapest to lose: snapshots are halved (the
-    latest kept: they hold the end of the episode), then the per-step action string is dropped;
-    the reward and life-loss events stay. What remains is marked `storage_truncated`.
+    latest kept: they hold the end of the episode), then the life-loss and reward events (both
+    can be recomputed from the actions). The action log is never dropped: it is ~1 byte per
+    step (a 27,000-step episode compresses to a few KB), and without it the episode can
+    neither be verified nor replayed. So a trace exceeds the cap only when its actions alone
+    do. What remains is marked `storage_truncated`.
     """
     try:
         data, raw_bytes = _compress(trace)
@@ -80,12 +88,15 @@ def encode_trace(trace: Mapping[str, Any], cap_bytes: int = TRACE_CAP_BYTES) -> 
         data, raw_bytes = _compress(reduced)
         if len(data) <= cap_bytes:
             return EncodedTrace(data, raw_bytes, truncated=True)
-    for key in ("actions", "life_losses", "rewards"):
+    for key in ("life_losses", "rewards"):
         reduced.pop(key, None)
         data, raw_bytes = _compress(reduced)
         if len(data) <= cap_bytes:
             return EncodedTrace(data, raw_bytes, truncated=True)
-    data, raw_bytes = _compress({"storage_truncated": True, "truncated": True})
+    kept = {"storage_truncated": True, "truncated": True}
+    if KEPT_WHOLE in trace:
+        kept[KEPT_WHOLE] = trace[KEPT_WHOLE]
+    data, raw_bytes = _compress(kept)
     return EncodedTrace(data, raw_bytes, truncated=True)
 
 

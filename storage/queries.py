@@ -222,7 +222,9 @@ def _run_scores(session: Session, run_id: str) -> dict[str, Row[Any]]:
 # -- ids -------------------------------------------------------------------------------------
 
 
-def resolve_id(session: Session, model: type[Run] | type[Program], prefix: str) -> str:
+def resolve_id(
+    session: Session, model: type[Run] | type[Program] | type[Evaluation], prefix: str
+) -> str:
     """The full id that `prefix` starts; unique or an error that says what to type.
 
     Ids are lowercase hex, so "starts with p" is the index range [p, p + "g"): portable and

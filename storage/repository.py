@@ -34,6 +34,7 @@ from storage import queries
 from storage.db import (
     Location,
     create_db_engine,
+    create_read_only_engine,
     head_revision,
     make_sessionmaker,
     probe_engine,
@@ -126,6 +127,34 @@ class Store:
             raise
         return cls(location, engine, trace_cap_bytes)
 
+    @classmethod
+    def open_read_only(cls, url_or_path: str | Path) -> Store:
+        """Open an existing database for reading only (viewers: `evocade serve`).
+
+        Never creates, migrates or writes: the connection itself refuses writes
+        (`storage.db.create_read_only_engine`), so a bug in a viewer cannot change a row.
+        A database behind this evocade's schema is refused with a one-line error saying how
+        to upgrade it, since upgrading is a write.
+        """
+        location = resolve(url_or_path)
+        revision = probe_sqlite_file(location.path, create=False) if location.path else None
+        engine = create_read_only_engine(location)
+        try:
+            if location.path is None:
+                revision = probe_engine(engine, location.display)
+            if revision is None:
+                raise NotFoundError(f"{location.display} holds no evocade database")
+            if revision != head_revision():
+                raise StorageError(
+                    f"{location.display} is at schema revision {revision}, behind this "
+                    f"evocade's {head_revision()}; upgrade it first (any command that opens it "
+                    "for writing, e.g. `evocade runs`, migrates it)"
+                )
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(location, engine, TRACE_CAP_BYTES)
+
     def close(self) -> None:
         """Release every connection (SQLite then checkpoints its WAL into the main file)."""
         self._engine.dispose()
@@ -198,6 +227,14 @@ class Store:
         """The run whose id starts with `prefix` (NotFoundError / AmbiguousIdError)."""
         with self._read() as session:
             return self._run(session, queries.resolve_id(session, Run, prefix))
+
+    def resolve_evaluation(self, prefix: str) -> Evaluation:
+        """The evaluation whose id starts with `prefix` (NotFoundError / AmbiguousIdError)."""
+        with self._read() as session:
+            full = queries.resolve_id(session, Evaluation, prefix)
+            evaluation = session.get(Evaluation, full)
+            assert evaluation is not None
+            return evaluation
 
     def resolve_program(self, prefix: str) -> Program:
         """The program whose id starts with `prefix` (NotFoundError / AmbiguousIdError)."""
@@ -448,6 +485,30 @@ class Store:
                 )
             )
 
+    def run_evaluations(self, run_id: str) -> list[Evaluation]:
+        """Every evaluation of the run's programs, oldest first (smoke, full and any other)."""
+        with self._read() as session:
+            self._run(session, run_id)
+            return list(
+                session.scalars(
+                    select(Evaluation)
+                    .where(Evaluation.run_id == run_id)
+                    .order_by(Evaluation.created_at, Evaluation.id)
+                )
+            )
+
+    def trace_sizes(self, evaluation_id: str) -> list[tuple[int, int, bool]]:
+        """(episode, stored bytes, truncated by storage) of each trace, without decoding."""
+        with self._read() as session:
+            return [
+                (row.episode, row.stored_bytes, row.truncated)
+                for row in session.execute(
+                    select(Trace.episode, Trace.stored_bytes, Trace.truncated)
+                    .where(Trace.evaluation_id == evaluation_id)
+                    .order_by(Trace.episode)
+                )
+            ]
+
     def traces(self, evaluation_id: str) -> list[StoredTrace]:
         """The evaluation's traces, decompressed, in episode order."""
         with self._read() as session:
@@ -520,6 +581,23 @@ class Store:
                     .order_by(LlmCall.created_at, LlmCall.id)
                 )
             )
+
+    def program_llm_calls(self, program_id: str) -> tuple[list[LlmCall], list[LlmCall]]:
+        """(calls that produced the program, calls whose prompt built on it), oldest first.
+
+        A prompt that built on a program carries the feedback on that program's evaluation:
+        that is where the feedback sent to the proposer is stored.
+        """
+        with self._read() as session:
+            self._program(session, program_id)
+            order = (LlmCall.created_at, LlmCall.id)
+            produced = session.scalars(
+                select(LlmCall).where(LlmCall.produced_program_id == program_id).order_by(*order)
+            ).all()
+            built_on = session.scalars(
+                select(LlmCall).where(LlmCall.parent_program_id == program_id).order_by(*order)
+            ).all()
+            return list(produced), list(built_on)
 
     def add_event(
         self,

@@ -12,6 +12,7 @@ import hashlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar, Literal, assert_never
 
 from engine.proposers.base import Proposal, ProposalContext
 from sandbox.checker import check_source
@@ -30,42 +31,81 @@ _SWAPPED_OPERATORS: dict[type[ast.operator], type[ast.operator]] = {
 }
 
 
+SiteKind = Literal["action", "number", "compare", "operator", "branches"]
+
+
 @dataclass(frozen=True)
-class _Site:
-    """One place the mutator can change, and how."""
+class _ActionSite:
+    """`return 3`: the returned constant is an action index, changed within range."""
 
-    node: ast.AST
-    kind: str
-
-
-def _is_number(node: ast.AST) -> bool:
-    return (
-        isinstance(node, ast.Constant)
-        and isinstance(node.value, int | float)
-        and not isinstance(node.value, bool)
-    )
+    node: ast.Return
+    constant: ast.Constant
+    kind: ClassVar[SiteKind] = "action"
 
 
-def _returned_action(node: ast.AST) -> bool:
-    return isinstance(node, ast.Return) and node.value is not None and _is_number(node.value)
+@dataclass(frozen=True)
+class _NumberSite:
+    node: ast.Constant
+    kind: ClassVar[SiteKind] = "number"
+
+
+@dataclass(frozen=True)
+class _CompareSite:
+    node: ast.Compare
+    kind: ClassVar[SiteKind] = "compare"
+
+
+@dataclass(frozen=True)
+class _OperatorSite:
+    node: ast.BinOp
+    kind: ClassVar[SiteKind] = "operator"
+
+
+@dataclass(frozen=True)
+class _BranchesSite:
+    node: ast.If
+    kind: ClassVar[SiteKind] = "branches"
+
+
+_Site = _ActionSite | _NumberSite | _CompareSite | _OperatorSite | _BranchesSite
+
+
+def _number(node: ast.AST) -> int | float | None:
+    """The value of a numeric constant (not a bool), or None."""
+    if not isinstance(node, ast.Constant):
+        return None
+    value = node.value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return value
+
+
+def _returned_constant(node: ast.AST) -> ast.Constant | None:
+    """The constant of `return <number>`, or None."""
+    if isinstance(node, ast.Return) and node.value is not None and _number(node.value) is not None:
+        assert isinstance(node.value, ast.Constant)
+        return node.value
+    return None
 
 
 def _sites(tree: ast.Module) -> list[_Site]:
     sites: list[_Site] = []
     # A returned constant is an action index: it changes as an action (within range), never
     # as a number, or the mutant would only ever end with `invalid_action`.
-    actions = {id(node.value) for node in ast.walk(tree) if _returned_action(node)}
+    actions = {id(constant) for node in ast.walk(tree) if (constant := _returned_constant(node))}
     for node in ast.walk(tree):
-        if _returned_action(node):
-            sites.append(_Site(node, "action"))
-        elif _is_number(node) and id(node) not in actions:
-            sites.append(_Site(node, "number"))
+        returned = _returned_constant(node)
+        if returned is not None and isinstance(node, ast.Return):
+            sites.append(_ActionSite(node, returned))
+        elif isinstance(node, ast.Constant) and _number(node) is not None:
+            if id(node) not in actions:
+                sites.append(_NumberSite(node))
         elif isinstance(node, ast.Compare) and type(node.ops[0]) in _SWAPPED_COMPARISONS:
-            sites.append(_Site(node, "compare"))
+            sites.append(_CompareSite(node))
         elif isinstance(node, ast.BinOp) and type(node.op) in _SWAPPED_OPERATORS:
-            sites.append(_Site(node, "operator"))
+            sites.append(_OperatorSite(node))
         elif isinstance(node, ast.If) and node.orelse:
-            sites.append(_Site(node, "branches"))
+            sites.append(_BranchesSite(node))
     return sites
 
 
@@ -78,33 +118,31 @@ def _tweak_number(value: int | float, rng: random.Random) -> int | float:
 
 def _mutate_site(site: _Site, rng: random.Random, n_actions: int) -> str:
     """Apply one edit in place; returns what changed, for the program's note."""
-    node = site.node
-    line = getattr(node, "lineno", "?")
-    if site.kind == "action":
-        assert isinstance(node, ast.Return) and isinstance(node.value, ast.Constant)
-        old = node.value.value
-        choices = [action for action in range(n_actions) if action != old]
-        node.value.value = rng.choice(choices)
-        return f"line {line}: return {old} -> return {node.value.value}"
-    if site.kind == "number":
-        assert isinstance(node, ast.Constant)
-        old = node.value
-        node.value = _tweak_number(old, rng)
-        return f"line {line}: constant {old} -> {node.value}"
-    if site.kind == "compare":
-        assert isinstance(node, ast.Compare)
-        old_op = type(node.ops[0])
-        node.ops[0] = _SWAPPED_COMPARISONS[old_op]()
-        return f"line {line}: {old_op.__name__} -> {type(node.ops[0]).__name__}"
-    if site.kind == "operator":
-        assert isinstance(node, ast.BinOp)
-        old_op = type(node.op)
-        node.op = _SWAPPED_OPERATORS[old_op]()
-        return f"line {line}: {old_op.__name__} -> {type(node.op).__name__}"
-    assert isinstance(node, ast.If)
-    node.body, node.orelse = node.orelse, node.body
-    node.test = ast.UnaryOp(op=ast.Not(), operand=node.test)
-    return f"line {line}: if/else branches swapped (condition negated)"
+    line = getattr(site.node, "lineno", "?")
+    match site:
+        case _ActionSite(constant=constant):
+            old = _number(constant)
+            constant.value = rng.choice([action for action in range(n_actions) if action != old])
+            return f"line {line}: return {old} -> return {constant.value}"
+        case _NumberSite(node=node):
+            old_number = _number(node)
+            assert old_number is not None  # a number site holds a number
+            node.value = _tweak_number(old_number, rng)
+            return f"line {line}: constant {old_number} -> {node.value}"
+        case _CompareSite(node=node):
+            old_comparison = type(node.ops[0])
+            node.ops[0] = _SWAPPED_COMPARISONS[old_comparison]()
+            return f"line {line}: {old_comparison.__name__} -> {type(node.ops[0]).__name__}"
+        case _OperatorSite(node=node):
+            old_operator = type(node.op)
+            node.op = _SWAPPED_OPERATORS[old_operator]()
+            return f"line {line}: {old_operator.__name__} -> {type(node.op).__name__}"
+        case _BranchesSite(node=node):
+            node.body, node.orelse = node.orelse, node.body
+            node.test = ast.UnaryOp(op=ast.Not(), operand=node.test)
+            return f"line {line}: if/else branches swapped (condition negated)"
+        case _:
+            assert_never(site)
 
 
 def _edit_count(rng: random.Random) -> int:

@@ -4,7 +4,7 @@ With checking on, a policy is compiled by RestrictedPython, which rewrites every
 into `_getattr_(obj, "name")`, every item read into `_getitem_`, every attribute or item write
 into `_write_(obj)...`, every loop into `_getiter_`, and so on; this module supplies those guards.
 With checking off it is compiled and run as plain Python. Either way the OS sandbox is the wall
-(DESIGN.md §4); the guards make the usual escapes fail with a clear exception.
+(docs/DESIGN.md §4); the guards make the usual escapes fail with a clear exception.
 
 The rules (allowed modules, forbidden builtins, blocked module attributes) come from
 `sandbox.policy_rules`, which the host-side checker uses too. This module imports only the
@@ -57,8 +57,10 @@ from sandbox.policy_rules import (
     ALLOWED_MODULES,
     FORBIDDEN_ATTRIBUTES,
     FORBIDDEN_BUILTINS,
+    METACLASS_REASON,
     allowed_modules_text,
     forbidden_objects,
+    is_metaclass,
     load_allowed_module,
     module_attribute_problem,
     template_looks_up_fields,
@@ -318,6 +320,10 @@ def policy_globals(restricted: bool) -> dict[str, Any]:
         problem = blocked.get(id(value))
         if problem is not None:
             raise AttributeError(problem)
+        if is_metaclass(value):  # enum.EnumType however reached, typing.ABCMeta, ...
+            raise AttributeError(
+                f"the metaclass {value.__name__!r} is not allowed: {METACLASS_REASON}"
+            )
         return value
 
     def guarded_hasattr(obj: Any, name: str) -> bool:

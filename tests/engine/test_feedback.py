@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from engine.feedback import MAX_FEEDBACK_CHARS, compose_feedback, render_step_by_step
+from engine.feedback import MAX_FEEDBACK_CHARS, compose_feedback
 from sandbox.checker import check_source
 from sandbox.evaluate import evaluate
 from sandbox.games import get_game
@@ -154,6 +154,7 @@ def test_compose_feedback_timeout_names_the_step():
 def test_compose_feedback_breakout_lives_lost():
     result = play(RANDOM_BREAKOUT, "Breakout", [0], 300)
     trace = result.episodes[0].trace
+    assert trace is not None
     assert trace.life_losses, "a random Breakout policy should lose a life in 300 steps"
     text = compose_feedback(result, BREAKOUT)
     assert len(text) <= MAX_FEEDBACK_CHARS
@@ -310,16 +311,6 @@ def test_miss_hint_summarises_several_losses():
     text = compose_feedback(combined(episode_with(snapshots, rewards)), PONG)
     assert "In 3 losses, what got past the Player was the Ball x3" in text
     assert "above it x2, below it x1" in text
-
-
-def test_render_step_by_step_one_line_per_step_with_the_full_obs():
-    steps = [({"Player": box(140, 100, 4, 15), "Ball": box(80, 90, 2, 4, dx=4)}, 2, 0.0)] * 3
-    steps.append(({"Player": box(140, 100, 4, 15)}, 0, -1.0))
-    text = render_step_by_step(steps)
-    lines = text.splitlines()
-    assert len(lines) == 4
-    assert lines[0].startswith("step 0: ") and "'Ball': {'x': 80" in lines[0]
-    assert "action=2" in lines[1] and lines[3].endswith("reward=-1")
 
 
 def test_miss_hint_closest_approach_when_the_player_moves_freely():

@@ -3,7 +3,6 @@ accepted policy compiles under the restricted runtime."""
 
 from __future__ import annotations
 
-import time
 import warnings
 
 import pytest
@@ -629,12 +628,8 @@ def test_checker_format_report() -> None:
     ]
 
 
-def test_checker_is_fast() -> None:
-    # ~5 ms for a 5 KB policy on the 2-core dev box; the bound here only catches blow-ups.
+def test_checker_accepts_a_5kb_policy() -> None:
+    # Its speed is measured by benchmarks/bench_checker.py, not here: no test times anything.
     source = PONG_POLICY + KITCHEN_SINK_POLICY.replace("def act(obs)", "def act2(obs)")
     assert 5_000 < len(source.encode()) < 8_000
-    check_source(source)
-    start = time.perf_counter()
-    for _ in range(10):
-        assert check_source(source).ok
-    assert (time.perf_counter() - start) / 10 < 0.05
+    assert check_source(source).ok

@@ -1,4 +1,4 @@
-"""build_observation: the policy contract's obs dict from OCAtari objects (DESIGN.md §2)."""
+"""build_observation: the policy contract's obs dict from OCAtari objects (docs/DESIGN.md §2)."""
 
 from __future__ import annotations
 

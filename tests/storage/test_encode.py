@@ -37,8 +37,27 @@ def test_encode_trace_over_cap_is_cut_down_not_refused() -> None:
     kept = decode_trace(encoded.data)
     assert kept["storage_truncated"] is True
     assert kept["rewards"] == trace["rewards"]  # events survive; snapshots go first
+    assert kept["actions"] == trace["actions"]
     assert 0 < len(kept["snapshots"]) < len(trace["snapshots"])
     assert kept["snapshots"][-1] == trace["snapshots"][-1]
+
+
+def test_encode_trace_never_drops_the_action_log() -> None:
+    """Under any cap the full action log stays: the episode can always be verified."""
+    trace = pong_trace(27_000)
+    actions_only = encode_trace({"actions": trace["actions"]}).stored_bytes
+    for cap in (64, actions_only, actions_only + 200):
+        kept = decode_trace(encode_trace(trace, cap_bytes=cap).data)
+        assert kept["actions"] == trace["actions"] and len(kept["actions"]) == 27_000
+        assert kept["storage_truncated"] is True
+    # the action log compresses to well under a byte per step, far below the default cap
+    assert actions_only < 27_000
+    roomy = decode_trace(encode_trace(trace, cap_bytes=actions_only + 400).data)
+    assert "snapshots" not in roomy or len(roomy["snapshots"]) < len(trace["snapshots"])
+
+
+def test_encode_trace_without_actions_still_fits_a_tiny_cap() -> None:
+    trace = {k: v for k, v in pong_trace(5000).items() if k != "actions"}
     tiny = encode_trace(trace, cap_bytes=64)
     assert tiny.stored_bytes <= 64 and decode_trace(tiny.data)["storage_truncated"] is True
 

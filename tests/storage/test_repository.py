@@ -127,6 +127,7 @@ def test_repository_record_evaluation_caps_trace_size(database: str | Path) -> N
         (trace,) = store.traces(evaluation.id)
         assert trace.truncated and trace.stored_bytes <= 2_000
         assert trace.data["storage_truncated"] is True
+        assert len(trace.data["actions"]) == 5000  # the action log is never cut
 
 
 def test_repository_evaluation_and_traces_are_one_transaction(store: Store) -> None:
