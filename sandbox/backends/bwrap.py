@@ -18,9 +18,10 @@ writable by the harness or the policy.
 bwrap's own process runs `cat` on a pipe that the pool holds: the sandbox lives exactly as long
 as that pipe is open, so it dies with its pool even after a SIGKILL (and `--die-with-parent`
 takes care of a bwrap caught half-started; sandboxes are only started from threads that
-outlive them: the pool's warmer, or the thread that plays the episode at once). The harness and the policy
-do not come from an exec: the fork server (`sandbox.backends.forkserver`) forks a pre-imported
-harness into the sandbox's namespaces. Each sandbox serves one episode and is then torn down.
+outlive them: the pool's warmer, or the thread that plays the episode at once). The harness and
+the policy do not come from an exec: the fork server (`sandbox.backends.forkserver`) forks a
+pre-imported harness into the sandbox's namespaces. Each sandbox serves one episode and is then
+torn down.
 """
 
 from __future__ import annotations

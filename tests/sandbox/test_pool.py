@@ -38,7 +38,8 @@ for path in ("/tmp/evocade-marker", "/dev/shm/evocade-marker"):
 import sandbox.runtime.policy_runner as runner
 runner.LEFT_BEHIND = "module state"
 sys.modules["evocade_marker"] = runner
-print(os.readlink("/proc/self/ns/cgroup") + [l for l in open("/proc/self/cgroup") if ":memory:" in l][0].strip(), os.readlink("/proc/self/ns/mnt"), os.getuid())
+NAMESPACES = os.readlink("/proc/self/ns/cgroup") + MEMORY_CGROUP, os.readlink("/proc/self/ns/mnt")
+print(*NAMESPACES, os.getuid())
 def act(obs):
     return 0
 """
@@ -49,7 +50,8 @@ found = [p for p in ("/tmp/evocade-marker", "/dev/shm/evocade-marker") if os.pat
 found += [name for name in ("LEFT_BEHIND",) if hasattr(runner, name)]
 found += [name for name in ("evocade_marker",) if name in sys.modules]
 found += sorted(os.listdir("/tmp"))
-print(os.readlink("/proc/self/ns/cgroup") + [l for l in open("/proc/self/cgroup") if ":memory:" in l][0].strip(), os.readlink("/proc/self/ns/mnt"), os.getuid(), found)
+NAMESPACES = os.readlink("/proc/self/ns/cgroup") + MEMORY_CGROUP, os.readlink("/proc/self/ns/mnt")
+print(*NAMESPACES, os.getuid(), found)
 def act(obs):
     return 0
 """
