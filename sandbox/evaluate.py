@@ -14,7 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
-from sandbox.backends.base import Backend, SandboxUnavailable
+from sandbox.backends.base import Backend, Prepare, SandboxUnavailable
 from sandbox.checker import check_source
 from sandbox.episodes import EpisodeRequest, EpisodeRunner
 from sandbox.games import get_game
@@ -54,12 +54,21 @@ def make_backend(name: BackendName, limits: Limits) -> Backend:
 
 
 def open_runner(
-    backend: BackendName | Backend = "auto", limits: Limits | None = None, slots: int | None = None
+    backend: BackendName | Backend = "auto",
+    limits: Limits | None = None,
+    slots: int | None = None,
+    *,
+    prewarm: Prepare | None = None,
 ) -> WarmPool:
-    """A pool of warm sandboxes for a whole run (use as a context manager)."""
+    """A pool of warm sandboxes for a whole run (use as a context manager); `prewarm` starts
+    every slot's first sandbox now, its emulator built for that setting."""
     if isinstance(backend, str):
-        return WarmPool(make_backend(backend, limits or Limits()), slots)
-    return WarmPool(backend, slots, owns_backend=False)
+        pool = WarmPool(make_backend(backend, limits or Limits()), slots)
+    else:
+        pool = WarmPool(backend, slots, owns_backend=False)
+    if prewarm is not None:
+        pool.prewarm(prewarm)
+    return pool
 
 
 def evaluation_from_episodes(

@@ -41,6 +41,8 @@ _ALLOWED = (
     "lstat",
     "readlink",
     "readlinkat",
+    "statfs",
+    "fstatfs",
     "getcwd",
     "getdents64",
     "brk",
@@ -80,6 +82,7 @@ _PROT_EXEC = 0x4
 _WRITE_FLAGS = 0o3 | 0o100 | 0o1000 | 0o20000000
 _TCGETS = 0x5401  # isatty(), which io.open() asks of every file it opens
 _F_GETFD, _F_SETFD, _F_GETFL = 1, 2, 3
+_FUTEX_PRIVATE_FLAG = 128
 _LOW_32 = 0xFFFF_FFFF
 
 
@@ -104,6 +107,13 @@ def _allow_narrowed(syscall_filter: pyseccomp.SyscallFilter) -> None:
     _allow(syscall_filter, "ioctl", pyseccomp.Arg(1, pyseccomp.MASKED_EQ, _LOW_32, _TCGETS))
     for command in (_F_GETFD, _F_SETFD, _F_GETFL):
         _allow(syscall_filter, "fcntl", pyseccomp.Arg(1, pyseccomp.MASKED_EQ, _LOW_32, command))
+    # glibc's own locks (pthread_once in the resolver, for one): private futexes only, which
+    # the kernel keys by this process's memory, so no futex is shared with anyone.
+    _allow(
+        syscall_filter,
+        "futex",
+        pyseccomp.Arg(1, pyseccomp.MASKED_EQ, _FUTEX_PRIVATE_FLAG, _FUTEX_PRIVATE_FLAG),
+    )
     # resource.getrlimit(): this process (pid 0), reading only (no new limit).
     _allow(
         syscall_filter,

@@ -270,7 +270,7 @@ def test_fault_docker_engine_lost_mid_episode_is_crashed_and_the_loop_goes_on(
     assert statuses[0] == "crashed", statuses
     assert evaluation.status == "crashed"
     errors = " ".join(episode.get("error") or "" for episode in evaluation.episodes)
-    assert "Docker engine failed this worker" in errors or "attach stream broke" in errors
+    assert "Docker engine failed this sandbox" in errors or "attach stream broke" in errors
     assert outcome.reason == "iterations" and run.status == "finished"
     assert statuses[1] == "ok"
     assert _integrity(tmp_path / "run.db") == "ok"
@@ -279,7 +279,7 @@ def test_fault_docker_engine_lost_mid_episode_is_crashed_and_the_loop_goes_on(
     record(
         fault="Docker engine unreachable mid-episode, back a second later",
         outcome=(
-            'the cut episode is recorded crashed ("the Docker engine failed this worker"); '
+            'the cut episode is recorded crashed ("the Docker engine failed this sandbox"); '
             "the loop goes on and finishes; the container the worker could not remove is "
             "removed by the next worker; none is left"
         ),

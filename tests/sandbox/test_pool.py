@@ -38,7 +38,8 @@ for path in ("/tmp/evocade-marker", "/dev/shm/evocade-marker"):
 import sandbox.runtime.policy_runner as runner
 runner.LEFT_BEHIND = "module state"
 sys.modules["evocade_marker"] = runner
-NAMESPACES = os.readlink("/proc/self/ns/cgroup") + MEMORY_CGROUP, os.readlink("/proc/self/ns/mnt")
+MEMORY = [line for line in open("/proc/self/cgroup") if ":memory:" in line][0].strip()
+NAMESPACES = os.readlink("/proc/self/ns/cgroup") + MEMORY, os.readlink("/proc/self/ns/mnt")
 print(*NAMESPACES, os.getuid())
 def act(obs):
     return 0
@@ -50,7 +51,8 @@ found = [p for p in ("/tmp/evocade-marker", "/dev/shm/evocade-marker") if os.pat
 found += [name for name in ("LEFT_BEHIND",) if hasattr(runner, name)]
 found += [name for name in ("evocade_marker",) if name in sys.modules]
 found += sorted(os.listdir("/tmp"))
-NAMESPACES = os.readlink("/proc/self/ns/cgroup") + MEMORY_CGROUP, os.readlink("/proc/self/ns/mnt")
+MEMORY = [line for line in open("/proc/self/cgroup") if ":memory:" in line][0].strip()
+NAMESPACES = os.readlink("/proc/self/ns/cgroup") + MEMORY, os.readlink("/proc/self/ns/mnt")
 print(*NAMESPACES, os.getuid(), found)
 def act(obs):
     return 0

@@ -23,7 +23,7 @@ base_site = os.path.join(stdlib, "site-packages")
 if not on_docker and os.path.isdir(base_site) and os.listdir(base_site):
     print("ESC" + "APED", "base site-packages:", sorted(os.listdir(base_site))[:5])
 path = os.path.dirname(os.path.realpath(sys.executable))
-while path != "/" and not on_docker:
+while os.path.dirname(path) != "/" and not on_docker:  # "/" is the sandbox's own root
     parent = os.path.dirname(path)
     try:
         entries = os.listdir(parent)

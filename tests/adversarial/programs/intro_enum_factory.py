@@ -22,7 +22,7 @@ def _reduce(self, protocol):
 
 
 Forged = enum.EnumType("Forged", (), {"__reduce_ex__": _reduce}, _simple=True)
-copy.copy(Forged())
+copy.copy(Forged)
 
 
 def act(obs):
