@@ -25,8 +25,8 @@ import sys
 import time
 from pathlib import Path
 
-from sandbox.evaluate import evaluate, make_backend, open_runner
 from sandbox.episodes import EpisodeRequest
+from sandbox.evaluate import evaluate, make_backend, open_runner
 from sandbox.games import get_game
 from sandbox.runtime.emulator import ale_of, make_env
 from sandbox.runtime.observation import build_observation
@@ -60,8 +60,10 @@ FIRST_ACT = (
 )
 
 
-def in_process(game: str, source: str, env_settings: EnvSettings, cpu: int) -> tuple[int, float]:
-    """Steps and seconds of one episode played in this process, pinned to `cpu`."""
+def in_process(
+    game: str, source: str, env_settings: EnvSettings, cpu: int
+) -> tuple[int, float, float]:
+    """Steps, wall seconds and CPU seconds of one episode played here, pinned to `cpu`."""
     namespace: dict = {}
     exec(compile(source, "<policy>", "exec"), namespace)
     act = namespace["act"]
@@ -75,7 +77,7 @@ def in_process(game: str, source: str, env_settings: EnvSettings, cpu: int) -> t
         env.reset(seed=0)
         lives = ale.lives() if info.has_lives else None
         obs = build_observation(env.objects, lists, lives, at_reset=True)
-        steps, started = 0, time.perf_counter()
+        steps, started, cpu_started = 0, time.perf_counter(), time.process_time()
         while steps < env_settings.max_steps:
             _, _, terminated, truncated, _ = env.step(act(obs))
             steps += 1
@@ -83,7 +85,7 @@ def in_process(game: str, source: str, env_settings: EnvSettings, cpu: int) -> t
             obs = build_observation(env.objects, lists, lives)
             if terminated or truncated:
                 break
-        return steps, time.perf_counter() - started
+        return steps, time.perf_counter() - started, time.process_time() - cpu_started
     finally:
         os.sched_setaffinity(0, before)
         env.close()
@@ -146,8 +148,10 @@ def startup_rows(backends: list[str], repeats: int) -> None:
             f"cold {statistics.median(cold) * 1000:7.1f} ms"
         )
     starts = [policy_process_start() for _ in range(repeats)]
-    print(f"  policy process start (per episode, off the critical path when warm): "
-          f"{statistics.median(starts) * 1000:.1f} ms")
+    print(
+        f"  policy process start (per episode, off the critical path when warm): "
+        f"{statistics.median(starts) * 1000:.1f} ms"
+    )
 
 
 def throughput_rows(backend: str, steps: int, repeats: int) -> None:
@@ -155,24 +159,34 @@ def throughput_rows(backend: str, steps: int, repeats: int) -> None:
     env = EnvSettings.deterministic(max_steps=steps)
     with open_runner(make_backend(backend, Limits()), slots=1) as pool:
         for game, source in POLICIES.items():
-            rows: dict[str, list[float]] = {"in-process": [], "sandbox": [], "sandbox+guards": []}
+            labels = ("in-process", "sandbox", "sandbox+guards")
+            rows: dict[str, list[float]] = {label: [] for label in labels}
+            per_cpu: dict[str, list[float]] = {label: [] for label in labels}
             lengths = set()
             for _ in range(repeats):
-                played, seconds = in_process(game, source, env, cpu)
+                played, seconds, cpu_seconds = in_process(game, source, env, cpu)
                 lengths.add(played)
                 rows["in-process"].append(played / seconds)
+                per_cpu["in-process"].append(played / cpu_seconds)
                 for label, restricted in (("sandbox", False), ("sandbox+guards", True)):
                     request = EpisodeRequest(source, game, 0, env, Limits(), restricted)
                     episode = pool.run(request)
                     assert episode.status == "ok", episode.error
                     lengths.add(episode.length)
                     rows[label].append(episode.length / episode.wall_seconds)
+                    both = episode.harness_cpu_seconds + episode.policy_cpu_seconds
+                    per_cpu[label].append(episode.length / both)
             assert len(lengths) == 1, f"{game}: runs played different step counts {lengths}"
             base = statistics.median(rows["in-process"])
+            base_cpu = statistics.median(per_cpu["in-process"])
             print(f"{game}, deterministic, {lengths.pop()} steps, {backend}, median of {repeats}")
-            for label, values in rows.items():
-                value = statistics.median(values)
-                print(f"  {label:<16} {value:8.0f} steps/s   {value / base:6.1%} of in-process")
+            for label in labels:
+                value = statistics.median(rows[label])
+                cpu_value = statistics.median(per_cpu[label])
+                print(
+                    f"  {label:<16} {value:8.0f} steps/s {value / base:7.1%} of in-process   "
+                    f"| {cpu_value:8.0f} steps per CPU second {cpu_value / base_cpu:7.1%}"
+                )
 
 
 def main() -> None:

@@ -75,6 +75,7 @@ class EpisodeResult(BaseModel):
     error: str | None = None
     wall_seconds: float = Field(ge=0)
     policy_cpu_seconds: float = Field(default=0.0, ge=0)
+    harness_cpu_seconds: float = Field(default=0.0, ge=0)  # emulator, OCAtari, the pipe
     policy_peak_memory_mb: float = Field(default=0.0, ge=0)
     output: str = ""
     trace: Trace | None = None

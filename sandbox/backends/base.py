@@ -148,7 +148,7 @@ class ResultStream:
         return not want_ready
 
     def _keep_stderr(self, chunk: bytes, poller: select.poll) -> None:
-        if not chunk:
+        if not chunk and self.stderr_fd is not None:
             poller.unregister(self.stderr_fd)
             self.stderr_fd = None
             return

@@ -67,7 +67,7 @@ LABEL_PID = "evocade.pid"
 LABEL_PID_START = "evocade.pid-start"
 STALE_CONTAINER_HOURS = 24.0  # longer than any episode's wall-clock budget
 CPUS_PER_SANDBOX = 1
-KILL_GRACE_SECONDS = 30.0  # for the engine to report a killed container's exit
+KILL_GRACE_SECONDS = 30  # for the engine to report a killed container's exit
 ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
 _warned_stale: set[str] = set()
 # Containers this process made whose removal failed (the engine was unreachable): retried.
@@ -203,16 +203,21 @@ class DockerSandbox:
         host = self.client.api.create_host_config(**config.pop("host_config"))
         self.container_id = self.client.api.create_container(**config, host_config=host)["Id"]
 
+    @property
+    def _id(self) -> str:
+        assert self.container_id is not None, "the container was not created"
+        return self.container_id
+
     def _start(self) -> None:
         self._attached = self.client.api.attach_socket(
-            self.container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+            self._id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
         )
         raw = _raw_socket(self._attached)
         if hasattr(raw, "settimeout"):
             raw.settimeout(None)  # an episode may print nothing for minutes
         self._relay = _Relay(self._attached)
         self.results = ResultStream(self._relay.stdout_read, self._relay.stderr_read)
-        self.client.api.start(self.container_id)
+        self.client.api.start(self._id)
 
     def wait_ready(self, timeout_seconds: float) -> bool:
         if not self._ready and not self._destroyed:
@@ -243,9 +248,9 @@ class DockerSandbox:
         try:
             if not finished:
                 with contextlib.suppress(docker.errors.APIError):
-                    self.client.api.kill(self.container_id)
-            self.client.api.wait(self.container_id, timeout=KILL_GRACE_SECONDS)
-            state = self.client.api.inspect_container(self.container_id).get("State") or {}
+                    self.client.api.kill(self._id)
+            self.client.api.wait(self._id, timeout=KILL_GRACE_SECONDS)
+            state = self.client.api.inspect_container(self._id).get("State") or {}
         except ENGINE_ERRORS as error:
             problem = f"the Docker engine failed this sandbox: {type(error).__name__}: {error}"
         relay_failure = self._relay.failure if self._relay else None

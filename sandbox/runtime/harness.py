@@ -446,6 +446,7 @@ def play_episode(
     """Play one episode of `spec` with the waiting `policy`; the result as JSON data."""
     game = get_game(spec.game)
     env = emulator.env
+    harness_cpu = time.process_time()
     episode = Episode(spec, game, env, policy)
     reset(env, spec.seed, emulator.snapshots)
     lives = episode.ale.lives() if game.has_lives else None
@@ -467,6 +468,7 @@ def play_episode(
         "error": _clean_text(episode.error),
         "wall_seconds": round(time.monotonic() - episode.started, 4),
         "policy_cpu_seconds": round(cpu_seconds, 4),
+        "harness_cpu_seconds": round(time.process_time() - harness_cpu, 4),
         "policy_peak_memory_mb": peak_memory_mb,
         "output": _clean_text(_cap_output(episode.output, spec.limits.output_bytes)),
         "trace": episode.recorder.to_json(),

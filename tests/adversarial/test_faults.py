@@ -44,6 +44,7 @@ from sandbox.backends.base import SandboxUnavailable
 from storage import StorageError, Store
 from tests.adversarial.conftest import leftover_processes
 from tests.adversarial.switch import Switch
+from tests.conftest import descendants
 from tests.engine.scripted_llm import DEFAULT_PROGRAM, Answer, ScriptedLLM
 from tests.engine.scripted_llm import Status as HttpStatus
 
@@ -120,11 +121,13 @@ def _process_tree() -> dict[int, tuple[int, str, str]]:
 
 
 def _sandbox_init_with_a_running_episode() -> int | None:
-    """The first process (bwrap's init) of a sandbox whose policy process has begun its
-    episode: it has loaded its seccomp filter (a warm one, still waiting, has not)."""
+    """The first process (bwrap's init) of one of this test's sandboxes whose policy process
+    has begun its episode: it has loaded its seccomp filter (a warm one, waiting, has not).
+    Only this process's descendants: other test runs on the machine have sandboxes too."""
     tree = _process_tree()
+    mine = set(descendants())
     for pid, (_, _, cmdline) in tree.items():
-        if "sandbox.runtime.policy_runner" not in cmdline:
+        if pid not in mine or "sandbox.runtime.policy_runner" not in cmdline:
             continue
         try:
             confined = "Seccomp:\t2" in Path(f"/proc/{pid}/status").read_text()
@@ -135,7 +138,11 @@ def _sandbox_init_with_a_running_episode() -> int | None:
             continue
         for other, (_, comm, _) in tree.items():
             try:
-                if comm == "bwrap" and os.readlink(f"/proc/{other}/ns/pid") == namespace:
+                if (
+                    other in mine
+                    and comm == "bwrap"
+                    and os.readlink(f"/proc/{other}/ns/pid") == namespace
+                ):
                     return other
             except OSError:
                 continue
