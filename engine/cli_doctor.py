@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import platform
 from importlib import metadata
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from engine.db_option import DEFAULT_DB, DbOption
+from engine.db_option import DEFAULT_DB, DbOption, refuse_unusable_location
 from engine.errors import UserError
+from engine.textsafe import safe_line
 
 sandbox_app = typer.Typer(help="Manage the sandbox (the Docker image).", no_args_is_help=True)
 
@@ -52,15 +52,23 @@ def _image_status() -> dict[str, Any]:
 
 
 def _database_status(db: str) -> dict[str, Any]:
-    if "://" in db:
-        return {"location": db, "exists": None}
-    path = Path(db).resolve()
-    return {"location": str(path), "exists": path.exists()}
+    """Where the database is, named as every other command names it (never with a password)."""
+    from storage.db import resolve
+
+    try:
+        refuse_unusable_location(db)  # what every other command would refuse, said here too
+    except UserError as error:
+        return {"location": None, "exists": None, "problem": str(error)}
+    location = resolve(db)
+    if location.path is None:
+        return {"location": location.display, "exists": None, "problem": ""}
+    path = location.path
+    return {"location": str(path), "exists": path.exists(), "problem": ""}
 
 
 def doctor_report(db: str) -> dict[str, Any]:
     """Everything `evocade doctor` prints, as data (a test calls this directly)."""
-    versions = {"python": platform.python_version()}
+    versions: dict[str, str | None] = {"python": platform.python_version()}
     for package in _PACKAGES:
         try:
             versions[package] = metadata.version(package)
@@ -78,35 +86,44 @@ def doctor_command(
     db: DbOption = DEFAULT_DB,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Report each sandbox backend (available, or exactly why not), the sandbox image,
-    library versions and the database location. Exit 1 when no backend is available.
+    """Check the sandbox backends, the sandbox image, library versions and the database.
+
+    Says for each backend whether it is available, or exactly why not. Exit 1 when no
+    backend is available.
 
     Example: evocade doctor --json
     """
     report = doctor_report(db)
     if as_json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps(report, indent=2))  # ensure_ascii: control characters escaped
     else:
         for name, status in report["backends"].items():
-            state = "available" if status["available"] else f"unavailable: {status['reason']}"
+            state = (
+                "available"
+                if status["available"]
+                else f"unavailable: {safe_line(status['reason'])}"
+            )
             print(f"backend {name:<6} {state}")
         image = report["image"]
         if image["reason"]:
-            print(f"image          unknown: {image['reason']}")
+            print(f"image          unknown: {safe_line(image['reason'])}")
         else:
             state = (
                 ("stale (rebuild: evocade sandbox build-image)" if image["stale"] else "up to date")
                 if image["present"]
                 else "missing"
             )
-            print(f"image          {image['tag']}: {state}")
+            print(f"image          {safe_line(image['tag'])}: {state}")
         print(
             "versions       "
-            + ", ".join(f"{k} {v or 'missing'}" for k, v in report["versions"].items())
+            + safe_line(", ".join(f"{k} {v or 'missing'}" for k, v in report["versions"].items()))
         )
         database = report["database"]
-        exists = {True: "exists", False: "not created yet", None: "URL"}[database["exists"]]
-        print(f"database       {database['location']} ({exists})")
+        if database["problem"]:
+            print(f"database       unusable: {safe_line(database['problem'])}")
+        else:
+            exists = {True: "exists", False: "not created yet", None: "URL"}[database["exists"]]
+            print(f"database       {safe_line(database['location'])} ({exists})")
     usable = any(status["available"] for status in report["backends"].values())
     raise typer.Exit(0 if usable else 1)
 
@@ -132,10 +149,10 @@ def build_image_command(
     from sandbox.backends.docker_image import build_image
 
     try:
-        built = build_image(base_image, tag=tag, log=print)
+        built = build_image(base_image, tag=tag, log=lambda text: print(safe_line(text)))
     except SandboxUnavailable as error:
         raise UserError(str(error)) from None
-    print(f"built {built}")
+    print(f"built {safe_line(built)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,9 +1,12 @@
-"""`evocade check`, `evocade evaluate` and `evocade games`: the sandbox from the command line."""
+"""`evocade check` and `evocade games`, and what the sandbox commands share.
+
+(`evocade evaluate` lives in `engine/cli_evaluate.py`.)
+"""
 
 from __future__ import annotations
 
 import json
-import sys
+from collections.abc import Iterable
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -11,9 +14,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from engine.errors import UserError
+from engine.textsafe import safe_line
 
 if TYPE_CHECKING:
-    from sandbox.results import EvaluationResult
+    from sandbox.results import Diagnostic
 
 
 class SandboxChoice(StrEnum):
@@ -24,7 +28,11 @@ class SandboxChoice(StrEnum):
 
 
 def read_policy_file(path: Path) -> str:
-    """The source of a policy file, or a one-line UserError saying why it cannot be read."""
+    """The source of a policy file, or a one-line UserError saying why it cannot be read.
+
+    A UTF-8 byte-order mark (which some Windows editors write) is dropped: Python itself
+    accepts it at the start of a module, so the checker must too.
+    """
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -34,9 +42,25 @@ def read_policy_file(path: Path) -> str:
     except OSError as error:
         raise UserError(f"cannot read {path}: {error.strerror}") from None
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise UserError(f"{path} is not UTF-8 text") from None
+
+
+def diagnostic_lines(where: str, diagnostics: Iterable[Diagnostic]) -> list[str]:
+    """`where:line:col: rule: message`, the form editors and CI annotators jump to.
+
+    The message can quote the program's own text, so it is made terminal-safe.
+    """
+    return [
+        f"{safe_line(where)}:{d.line}:{d.column}: {safe_line(d.rule)}: {safe_line(d.message)}"
+        for d in diagnostics
+    ]
+
+
+def json_text(data: object) -> str:
+    """JSON for stdout: `ensure_ascii` turns every control character into a \\u escape."""
+    return json.dumps(data, indent=2, ensure_ascii=True)
 
 
 def check_command(
@@ -45,15 +69,22 @@ def check_command(
 ) -> None:
     """Statically check a policy program; exit 0 when clean, 1 when rejected.
 
+    Each problem is printed as FILE:LINE:COL: RULE: MESSAGE.
+
     Example: evocade check my_policy.py --json
     """
-    from sandbox.checker import check_source, format_report
+    from sandbox.checker import check_source
 
     report = check_source(read_policy_file(file))
     if as_json:
-        print(report.model_dump_json(indent=2))
+        print(json_text(report.model_dump(mode="json")))
+    elif report.ok:
+        print(f"{safe_line(file)}: ok")
     else:
-        print(format_report(report) if not report.ok else f"{file}: ok")
+        for line in diagnostic_lines(str(file), report.diagnostics):
+            print(line)
+        count = len(report.diagnostics)
+        print(f"{safe_line(file)}: rejected, {count} problem{'s' if count != 1 else ''}")
     raise typer.Exit(0 if report.ok else 1)
 
 
@@ -71,7 +102,7 @@ def games_command(
 
     if as_json:
         print(
-            json.dumps(
+            json_text(
                 [
                     {
                         "name": g.name,
@@ -82,8 +113,7 @@ def games_command(
                         "description": g.describe(),
                     }
                     for g in GAMES.values()
-                ],
-                indent=2,
+                ]
             )
         )
         return
@@ -97,118 +127,6 @@ def games_command(
             )
 
 
-def evaluate_command(
-    file: Annotated[Path, typer.Argument(help="Policy source file (defines act(obs)).")],
-    game: Annotated[str, typer.Option("--game", "-g", help="Game name, see `evocade games`.")],
-    episodes: Annotated[int, typer.Option(help="Episodes to play (seeds S, S+1, ...).")] = 3,
-    seed: Annotated[int, typer.Option(help="First seed.")] = 0,
-    deterministic: Annotated[
-        bool, typer.Option(help="Frameskip 4 without sticky actions (the paper's setting).")
-    ] = False,
-    repeat_action_probability: Annotated[
-        float | None, typer.Option(help="Sticky-action probability (default 0.25).")
-    ] = None,
-    max_steps: Annotated[int, typer.Option(help="Step cap per episode.")] = 27_000,
-    sandbox: Annotated[
-        SandboxChoice, typer.Option(help="Isolation backend; `none` runs on the host.")
-    ] = SandboxChoice.auto,
-    no_check: Annotated[
-        bool, typer.Option("--no-check", help="Skip the static checker (the sandbox still holds).")
-    ] = False,
-    act_seconds: Annotated[float, typer.Option(help="Wall time per act() call.")] = 1.0,
-    memory_mb: Annotated[int, typer.Option(help="Memory for the policy process.")] = 256,
-    workers: Annotated[
-        int | None, typer.Option(help="Parallel sandboxes (default: one per core).")
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-) -> None:
-    """Play a policy program in the sandbox and report its returns.
-
-    Exit 0 when every episode ended `ok`, 1 otherwise, 2 on bad input.
-
-    Example: evocade evaluate my_policy.py --game Pong --episodes 3 --deterministic --json
-    """
-    from sandbox.backends.base import SandboxUnavailable
-    from sandbox.evaluate import evaluate
-    from sandbox.games import UnknownGameError, get_game
-    from sandbox.settings import EnvSettings, Limits
-
-    if episodes < 1:
-        raise UserError(f"--episodes must be at least 1 (got {episodes})")
-    if max_steps < 1:
-        raise UserError(f"--max-steps must be at least 1 (got {max_steps})")
-    if deterministic and repeat_action_probability not in (None, 0.0):
-        raise UserError("--deterministic means no sticky actions; drop --repeat-action-probability")
-    if repeat_action_probability is not None and not 0.0 <= repeat_action_probability <= 1.0:
-        raise UserError("--repeat-action-probability must be between 0 and 1")
-    if act_seconds <= 0 or memory_mb < 32:
-        raise UserError("--act-seconds must be > 0 and --memory-mb at least 32")
-    try:
-        game_name = get_game(game).name
-    except UnknownGameError as error:
-        raise UserError(str(error)) from None
-    source = read_policy_file(file)
-
-    if deterministic:
-        env = EnvSettings.deterministic(max_steps=max_steps)
-    elif repeat_action_probability is not None:
-        env = EnvSettings(repeat_action_probability=repeat_action_probability, max_steps=max_steps)
-    else:
-        env = EnvSettings(max_steps=max_steps)
-    limits = Limits(act_seconds=act_seconds, memory_mb=memory_mb)
-    if sandbox == SandboxChoice.none:
-        print(
-            "WARNING: --sandbox none runs this program on the host, with your files and "
-            "network; only the policy process's own rlimits and seccomp filter remain.",
-            file=sys.stderr,
-        )
-    try:
-        result = evaluate(
-            source,
-            game_name,
-            seeds=list(range(seed, seed + episodes)),
-            env=env,
-            limits=limits,
-            backend=sandbox.value,
-            check=not no_check,
-            workers=workers,
-        )
-    except SandboxUnavailable as error:
-        raise UserError(str(error)) from None
-
-    if as_json:
-        print(json.dumps(result.summary_dict(), indent=2))
-    else:
-        _print_summary(file, result)
-    raise typer.Exit(0 if result.status == "ok" else 1)
-
-
-def _print_summary(file: Path, result: EvaluationResult) -> None:
-    if result.status == "rejected":
-        diagnostics = result.check.diagnostics if result.check else []
-        first = diagnostics[0].render() if diagnostics else "no diagnostics"
-        more = (
-            f" ({len(diagnostics) - 1} more: evocade check {file})" if len(diagnostics) > 1 else ""
-        )
-        print(f"{file}: rejected by the static checker: {first}{more}")
-        return
-    print(
-        f"{result.game} [{result.env.label}] backend={result.backend} "
-        f"checked={result.checked}: status {result.status}, mean return "
-        f"{result.mean_return:.2f} over {len(result.episodes)} episodes "
-        f"({result.total_steps} steps, {result.wall_seconds:.1f} s)"
-    )
-    for episode in result.episodes:
-        line = (
-            f"  seed {episode.seed}: {episode.status:<14} return {episode.episode_return:>8g}"
-            f"  steps {episode.length}"
-        )
-        print(line)
-        if episode.error:
-            print("    " + episode.error.strip().replace("\n", "\n    "))
-
-
 def register(app: typer.Typer) -> None:
     app.command("check")(check_command)
-    app.command("evaluate")(evaluate_command)
     app.command("games")(games_command)

@@ -1,243 +1,67 @@
 """The storage commands: runs, show, lineage, diff, best, revert, history.
 
-Each command parses its arguments, asks `storage.Store`, and prints; the `render_*` functions
-turn query results into text and can be tested without a command line. Programs and runs are
-named by any unique prefix of their id (the first 8 characters are shown everywhere).
+Each command parses its arguments, asks `storage.Store`, and prints what the pure functions
+of `engine.cli_storage_render` make of the answer (terminal-safe text, or JSON). Programs and
+runs are named by any unique prefix of their id (the first 8 characters are shown everywhere).
 """
 
 from __future__ import annotations
 
-import json
-from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import asdict
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from engine.cli_storage_render import (
+    emit,
+    evaluation_dict,
+    field,
+    history_json,
+    program_dict,
+    render_history,
+    render_lineage,
+    render_program,
+    render_runs,
+    to_json,
+)
 from engine.db_option import DEFAULT_DB, DbOption, opened_store
 from engine.errors import UserError
+from engine.textsafe import safe_block
 from storage import Store, short_id
-from storage.models import Evaluation, Program
-from storage.queries import HistoryRow, Lineage, LineageNode, RunSummary, ScoredProgram
+from storage.queries import ScoredProgram
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 ProgramArgument = Annotated[str, typer.Argument(help="Program id or a unique prefix of it.")]
 RunArgument = Annotated[str, typer.Argument(help="Run id or a unique prefix of it.")]
 
 
-# -- rendering -------------------------------------------------------------------------------
+def export_policy(store: Store, best: ScoredProgram, path: Path, *, force: bool = False) -> None:
+    """Write the program as a standalone policy module with a header saying where it is from.
 
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
-
-
-def to_json(value: Any) -> str:
-    return json.dumps(value, indent=2, default=_json_default)
-
-
-def _when(value: datetime) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _score(mean_return: float | None, status: str | None) -> str:
-    if status is None:
-        return "not evaluated"
-    if mean_return is None:
-        return status
-    return f"{mean_return:+.2f} {status}"
-
-
-def _node_line(node: ScoredProgram) -> str:
-    return (
-        f"{node.short_id}  gen {node.generation:<4} {node.origin:<8} "
-        f"{_score(node.mean_return, node.status)}"
-    )
-
-
-def render_runs(summaries: Sequence[RunSummary], where: str) -> str:
-    if not summaries:
-        return f"no runs in {where}"
-    lines = [
-        f"{'RUN':<8}  {'GAME':<14} {'STATUS':<9} {'PROGRAMS':>8} {'EVALS':>6} "
-        f"{'BEST':>9}  {'HEAD':<8}  CREATED"
-    ]
-    for run in summaries:
-        best = f"{run.best_mean_return:+.2f}" if run.best_mean_return is not None else "-"
-        lines.append(
-            f"{run.short_id:<8}  {run.game:<14} {run.status:<9} {run.programs:>8} "
-            f"{run.evaluations:>6} {best:>9}  {short_id(run.head_program_id):<8}  "
-            f"{_when(run.created_at)}"
-        )
-    return "\n".join(lines)
-
-
-def render_descendants(root_id: str, nodes: Sequence[LineageNode]) -> list[str]:
-    """A tree that indents only where it branches: a straight chain stays one column."""
-    children: dict[str | None, list[LineageNode]] = defaultdict(list)
-    for node in nodes:
-        children[node.parent_id].append(node)
-    lines: list[str] = []
-    stack: list[tuple[LineageNode, str, str]] = []
-
-    def push_children(parent_id: str, prefix: str) -> None:
-        kids = children.get(parent_id, [])
-        if len(kids) == 1:
-            stack.append((kids[0], prefix, prefix))
-            return
-        entries = [
-            (kid, prefix + ("└─ " if last else "├─ "), prefix + ("   " if last else "│  "))
-            for kid, last in ((kid, i == len(kids) - 1) for i, kid in enumerate(kids))
-        ]
-        stack.extend(reversed(entries))
-
-    push_children(root_id, "   ")  # under the id column of the program's own line
-    while stack:
-        node, own_prefix, child_prefix = stack.pop()
-        lines.append(own_prefix + _node_line(node))
-        push_children(node.program_id, child_prefix)
-    return lines
-
-
-def render_lineage(lineage: Lineage) -> str:
-    program = lineage.program
-    lines = [
-        f"lineage of program {program.short_id} (run {short_id(program.run_id)}): "
-        f"{len(lineage.ancestors)} ancestors, {len(lineage.descendants)} descendants"
-    ]
-    for node in reversed(lineage.ancestors):
-        lines.append(f"   {_node_line(node)}")
-    lines.append(f"*  {_node_line(program)}")
-    lines.extend(render_descendants(program.program_id, lineage.descendants))
-    return "\n".join(lines)
-
-
-def render_history(rows: Sequence[HistoryRow], run_id: str) -> str:
-    if not rows:
-        return f"run {short_id(run_id)} has no programs yet"
-    lines = [
-        f"{'#':>4}  {'PROGRAM':<8}  {'PARENT':<8}  {'GEN':>4}  {'ORIGIN':<8}  "
-        f"{'STATUS':<14}  {'MEAN':>9}  {'BEST SO FAR':>11}"
-    ]
-    for number, row in enumerate(rows, start=1):
-        mean = f"{row.mean_return:+.2f}" if row.mean_return is not None else "-"
-        best = f"{row.best_so_far:+.2f}" if row.best_so_far is not None else "-"
-        lines.append(
-            f"{number:>4}  {row.short_id:<8}  {short_id(row.parent_id):<8}  "
-            f"{row.generation:>4}  {row.origin:<8}  {row.status or 'not evaluated':<14}  "
-            f"{mean:>9}  {best:>11}"
-        )
-    return "\n".join(lines)
-
-
-def _evaluation_line(evaluation: Evaluation) -> str:
-    mean = f"{evaluation.mean_return:+.2f}" if evaluation.mean_return is not None else "-"
-    seeds = ",".join(str(seed) for seed in evaluation.seeds) or "-"
-    return (
-        f"  {short_id(evaluation.id)}  {evaluation.status:<14} mean {mean:>8}  "
-        f"steps {evaluation.total_steps:>7}  seeds {seeds}  {evaluation.backend}  "
-        f"{evaluation.wall_seconds:.1f} s  {evaluation.env_key}"
-    )
-
-
-def _diagnostic_lines(report: dict[str, Any] | None, indent: str) -> list[str]:
-    if not report:
-        return []
-    return [
-        f"{indent}line {item.get('line')}, col {item.get('column')}: "
-        f"[{item.get('rule')}] {item.get('message')}"
-        for item in report.get("diagnostics") or []
-    ]
-
-
-def render_program(program: Program, evaluations: Sequence[Evaluation]) -> str:
-    second = program.second_parent_id
-    lines = [
-        f"program  {program.id}",
-        f"run      {program.run_id}",
-        f"origin   {program.origin}, generation {program.generation}",
-        f"parent   {short_id(program.parent_id)}"
-        + (f" (second parent {short_id(second)})" if second else ""),
-        f"created  {_when(program.created_at)}",
-        f"sha256   {program.sha256}",
-    ]
-    if program.note:
-        lines.append(f"note     {program.note}")
-    report = program.check_report
-    if report is not None:
-        verdict = "passed" if report.get("ok") else "failed"
-        lines.append(f"check    {verdict}")
-        lines.extend(_diagnostic_lines(report, "  "))
-    lines.append(f"evaluations ({len(evaluations)})")
-    for evaluation in evaluations:
-        lines.append(_evaluation_line(evaluation))
-        if evaluation.status == "rejected":
-            lines.extend(_diagnostic_lines(evaluation.check_report, "    "))
-        for episode in evaluation.episodes:
-            if episode.get("error"):
-                first = str(episode["error"]).strip().splitlines()[-1:] or [""]
-                lines.append(f"    seed {episode.get('seed')}: {episode.get('status')}: {first[0]}")
-    lines.append("source")
-    lines.append(program.source.rstrip("\n"))
-    return "\n".join(lines)
-
-
-def _program_dict(program: Program) -> dict[str, Any]:
-    return {
-        "id": program.id,
-        "run_id": program.run_id,
-        "parent_id": program.parent_id,
-        "second_parent_id": program.second_parent_id,
-        "origin": program.origin,
-        "generation": program.generation,
-        "created_at": program.created_at,
-        "sha256": program.sha256,
-        "note": program.note,
-        "check_report": program.check_report,
-        "source": program.source,
-    }
-
-
-def _evaluation_dict(evaluation: Evaluation) -> dict[str, Any]:
-    return {
-        "id": evaluation.id,
-        "status": evaluation.status,
-        "mean_return": evaluation.mean_return,
-        "total_steps": evaluation.total_steps,
-        "game": evaluation.game,
-        "env": evaluation.env,
-        "env_key": evaluation.env_key,
-        "seeds": evaluation.seeds,
-        "episodes": evaluation.episodes,
-        "backend": evaluation.backend,
-        "wall_seconds": evaluation.wall_seconds,
-        "cpu_seconds": evaluation.cpu_seconds,
-        "peak_memory_mb": evaluation.peak_memory_mb,
-        "created_at": evaluation.created_at,
-    }
-
-
-def export_policy(store: Store, best: ScoredProgram, path: Path) -> None:
-    """Write the program as a standalone policy module with a header saying where it is from."""
+    An existing file is kept unless `force` (the database itself, never). The header's
+    fields come from the database, so each is one escaped line: a newline in one cannot put
+    code into the file.
+    """
+    target = path.expanduser().resolve()
     if store.path is not None:
         database = store.path.resolve()
-        target = path.expanduser().resolve()
         if target in {database, Path(f"{database}-wal"), Path(f"{database}-shm")}:
             raise UserError(f"refusing to export over the database itself: {path}")
+    if target.is_dir():
+        raise UserError(f"{path} is a directory; give a file name for --export")
+    if target.exists() and not force:
+        raise UserError(f"{path} exists; pass --force to overwrite it")
     program = store.get_program(best.program_id)
     run = store.get_run(program.run_id)
     evaluation = store.get_evaluation(best.evaluation_id) if best.evaluation_id else None
-    seeds = ",".join(str(seed) for seed in evaluation.seeds) if evaluation else "-"
+    seeds = ",".join(field(seed) for seed in evaluation.seeds) if evaluation else "-"
     header = [
-        f"# evocade policy: program {program.id} of run {run.id} ({run.game})",
-        f"# mean return {best.mean_return:+.2f} over seeds {seeds} ({best.status}, "
+        f"# evocade policy: program {field(program.id)} of run {field(run.id)} ({field(run.game)})",
+        f"# mean return {best.mean_return:+.2f} over seeds {seeds} ({field(best.status)}, "
         f"{best.total_steps} steps)",
-        f"# env {evaluation.env_key if evaluation else run.env}",
+        f"# env {field(evaluation.env_key if evaluation else run.env)}",
         "# defines act(obs) -> int: an index into the game's minimal action set",
         "",
         "",
@@ -259,9 +83,9 @@ def runs_command(db: DbOption = DEFAULT_DB, as_json: JsonOption = False) -> None
     with opened_store(db) as store:
         summaries = store.runs()
         if as_json:
-            typer.echo(to_json([asdict(summary) for summary in summaries]))
+            print(to_json([asdict(summary) for summary in summaries]))
         else:
-            typer.echo(render_runs(summaries, store.location))
+            emit(render_runs(summaries, store.location))
 
 
 def show_command(
@@ -275,11 +99,11 @@ def show_command(
         found = store.resolve_program(program)
         evaluations = store.evaluations(found.id)
         if as_json:
-            data = _program_dict(found)
-            data["evaluations"] = [_evaluation_dict(evaluation) for evaluation in evaluations]
-            typer.echo(to_json(data))
+            data = program_dict(found)
+            data["evaluations"] = [evaluation_dict(evaluation) for evaluation in evaluations]
+            print(to_json(data))
         else:
-            typer.echo(render_program(found, evaluations))
+            emit(render_program(found, evaluations))
 
 
 def lineage_command(
@@ -292,15 +116,16 @@ def lineage_command(
     with opened_store(db) as store:
         lineage = store.lineage(store.resolve_program(program).id)
         if as_json:
-            typer.echo(to_json(asdict(lineage)))
+            print(to_json(asdict(lineage)))
         else:
-            typer.echo(render_lineage(lineage))
+            emit(render_lineage(lineage))
 
 
 def diff_command(
     a: Annotated[str, typer.Argument(help="Old program (id prefix).")],
     b: Annotated[str, typer.Argument(help="New program (id prefix).")],
     db: DbOption = DEFAULT_DB,
+    as_json: JsonOption = False,
 ) -> None:
     """Print a unified diff from program A's source to program B's (nothing if equal).
 
@@ -309,8 +134,14 @@ def diff_command(
     with opened_store(db) as store:
         first, second = store.resolve_program(a), store.resolve_program(b)
         text = store.diff(first.id, second.id)
-        if text:
-            typer.echo(text, nl=False)
+        if as_json:
+            print(to_json({"a": first.id, "b": second.id, "equal": not text, "diff": text}))
+        elif text:
+            print(safe_block(text), end="")
+
+
+def _best_dict(best: ScoredProgram, run_id: str, game: str) -> dict[str, Any]:
+    return {"run_id": run_id, "game": game, **asdict(best)}
 
 
 def best_command(
@@ -320,33 +151,47 @@ def best_command(
         Path | None,
         typer.Option("--export", metavar="FILE", help="Write the best policy to FILE."),
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="With --export: overwrite FILE if it exists.")
+    ] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Show a run's best program; with --export, write it as a standalone policy file.
 
     Best = highest mean return over an `ok` evaluation (a failed one only if no evaluation
-    is ok), ties broken by fewer steps, then the older program.
+    is ok), ties broken by fewer steps, then the older program. --export never overwrites a
+    file unless --force is given.
 
     Example: evocade best 9f8e7d6c --export pong_policy.py
     """
+    if force and export is None:
+        raise UserError("--force only applies with --export FILE")
     with opened_store(db) as store:
         found = store.resolve_run(run)
         best = store.best_program(found.id)
         if best is None:
             raise UserError(f"run {short_id(found.id)} has no evaluated program yet")
-        typer.echo(
-            f"best program {best.short_id} of run {short_id(found.id)} ({found.game}): "
-            f"mean {best.mean_return:+.2f} ({best.status}, {best.total_steps} steps, "
-            f"evaluation {short_id(best.evaluation_id)})"
+        if export is not None:
+            export_policy(store, best, export, force=force)
+        if as_json:
+            data = _best_dict(best, found.id, found.game)
+            data["exported_to"] = str(export) if export is not None else None
+            print(to_json(data))
+            return
+        emit(
+            f"best program {field(best.short_id)} of run {field(short_id(found.id))} "
+            f"({field(found.game)}): mean {best.mean_return:+.2f} ({field(best.status)}, "
+            f"{best.total_steps} steps, evaluation {field(short_id(best.evaluation_id))})"
         )
         if export is not None:
-            export_policy(store, best, export)
-            typer.echo(f"wrote {export}")
+            emit(f"wrote {field(export)}")
 
 
 def revert_command(
     run: RunArgument,
     to: Annotated[str, typer.Option("--to", metavar="PROGRAM", help="Program to go back to.")],
     db: DbOption = DEFAULT_DB,
+    as_json: JsonOption = False,
 ) -> None:
     """Move a run's head back to an earlier program; nothing is deleted.
 
@@ -359,29 +204,35 @@ def revert_command(
         program = store.resolve_program(to)
         previous = found.head_program_id
         store.revert(found.id, program.id)
-        typer.echo(
-            f"run {short_id(found.id)}: head {short_id(previous)} -> {short_id(program.id)} "
-            "(revert recorded; nothing deleted)"
+        if as_json:
+            print(to_json({"run_id": found.id, "from": previous, "to": program.id}))
+            return
+        emit(
+            f"run {field(short_id(found.id))}: head {field(short_id(previous))} -> "
+            f"{field(short_id(program.id))} (revert recorded; nothing deleted)"
         )
 
 
 def history_command(
     run: RunArgument, db: DbOption = DEFAULT_DB, as_json: JsonOption = False
 ) -> None:
-    """List a run's programs in creation order with their scores and the best so far.
+    """List a run's programs in order with their scores, failed iterations and reverts.
+
+    Each program with its score and the best so far; where they happened, the iterations
+    that produced no program and every revert or rollback of the head.
 
     Example: evocade history 9f8e7d6c --json
     """
     with opened_store(db) as store:
         found = store.resolve_run(run)
-        rows = store.history(found.id)
+        entries = store.history_with_events(found.id)
         if as_json:
-            typer.echo(to_json([asdict(row) for row in rows]))
+            print(to_json(history_json(entries)))
         else:
-            typer.echo(render_history(rows, found.id))
+            emit(render_history(entries, found.id))
 
 
-COMMANDS = {
+COMMANDS: dict[str, Callable[..., None]] = {
     "runs": runs_command,
     "show": show_command,
     "lineage": lineage_command,

@@ -19,6 +19,7 @@ import typer
 from engine.audit import AuditReport, EpisodeCheck, Unreplayable, audit, episode_log
 from engine.db_option import DEFAULT_DB, DbOption, opened_store, storage_errors
 from engine.errors import UserError
+from engine.textsafe import safe_block, safe_line
 from storage import NotFoundError, Store, short_id
 from storage.models import Evaluation
 
@@ -157,11 +158,13 @@ def replay_command(
         )
         stored = found.episodes[index]
     typer.echo(
-        f"wrote {out}: {frames} frames"
-        + (f" ({note})" if note else f" (one every {used} steps)" if used > 1 else "")
-        + f"; seed {stored.get('seed')} of evaluation {short_id(found.id)}, "
-        f"{stored.get('status')}, return {float(stored.get('return', 0.0)):g} in "
-        f"{stored.get('length')} steps"
+        safe_line(  # status and numbers come from the database: untrusted text
+            f"wrote {out}: {frames} frames"
+            + (f" ({note})" if note else f" (one every {used} steps)" if used > 1 else "")
+            + f"; seed {stored.get('seed')} of evaluation {short_id(found.id)}, "
+            f"{stored.get('status')}, return {float(stored.get('return', 0.0)):g} in "
+            f"{stored.get('length')} steps"
+        )
     )
 
 
@@ -253,7 +256,7 @@ def verify_command(
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2))
     else:
-        typer.echo(render_audit(report))
+        typer.echo(safe_block(render_audit(report)))  # stored statuses, reasons: untrusted
     if not report.passed or (strict and report.episodes("unverifiable")):
         raise typer.Exit(1)
 
@@ -292,7 +295,7 @@ def plot_command(
         f"{run.label} best {run.best:+.2f}" if run.best is not None else f"{run.label} no score"
         for run in series
     )
-    typer.echo(f"wrote {out}: {best}")
+    typer.echo(safe_line(f"wrote {out}: {best}"))
 
 
 # -- serve -----------------------------------------------------------------------------------

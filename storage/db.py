@@ -15,6 +15,7 @@ Any SQLAlchemy URL works; nothing outside this module knows it is talking to SQL
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -69,6 +70,20 @@ class Location:
         return self.url.get_backend_name() == "sqlite"
 
 
+ACCEPTED_FORMS = (
+    "use a SQLite file path (evocade.db), sqlite:///PATH or "
+    "postgresql+psycopg://USER:PASSWORD@HOST[:PORT]/NAME"
+)
+"""What a message about a bad database location suggests instead."""
+
+_PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
+
+
+def _masked(text: str) -> str:
+    """A URL as typed, with anything between `user:` and `@` hidden (it may be a password)."""
+    return _PASSWORD.sub(r"\1***@", text)
+
+
 def resolve(url_or_path: str | Path) -> Location:
     """A SQLAlchemy URL (anything with '://') as is; anything else is a SQLite file path."""
     text = str(url_or_path)
@@ -77,8 +92,8 @@ def resolve(url_or_path: str | Path) -> Location:
         return Location(URL.create("sqlite", database=str(path)), path)
     try:
         url = make_url(text)
-    except sa_exc.ArgumentError as error:
-        raise StorageError(f"not a database URL: {text!r}") from error
+    except (sa_exc.ArgumentError, ValueError) as error:
+        raise StorageError(f"{_masked(text)!r} is not a database URL; {ACCEPTED_FORMS}") from error
     database = url.database
     if url.get_backend_name() == "sqlite" and database and database != ":memory:":
         if database.startswith("file:"):
@@ -221,7 +236,17 @@ def create_db_engine(location: Location) -> Engine:
         kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
     try:
         engine = create_engine(location.url, **kwargs)
-    except (sa_exc.ArgumentError, ImportError) as error:  # unknown dialect, driver missing
+    except sa_exc.NoSuchModuleError as error:  # an unknown kind of database or driver
+        raise StorageError(
+            f"cannot use database {location.display}: evocade does not know database kind "
+            f"{location.url.drivername!r}; {ACCEPTED_FORMS}"
+        ) from error
+    except ImportError as error:  # a known kind whose Python driver is not installed
+        raise StorageError(
+            f"cannot use database {location.display}: its Python driver "
+            f"({error.name or error}) is not installed; {ACCEPTED_FORMS}"
+        ) from error
+    except sa_exc.ArgumentError as error:  # e.g. options this kind of database refuses
         raise StorageError(f"cannot use database {location.display}: {error}") from error
     if location.is_sqlite:
         event.listen(engine, "connect", _sqlite_on_connect)

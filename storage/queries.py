@@ -44,7 +44,7 @@ from sqlalchemy.orm import Session
 
 from storage.encode import env_key
 from storage.errors import AmbiguousIdError, NotFoundError
-from storage.models import ID_LENGTH, Evaluation, Program, Run, short_id
+from storage.models import ID_LENGTH, Evaluation, Event, Program, Run, short_id
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -243,8 +243,52 @@ def resolve_id(
         raise NotFoundError(f"no {noun} matches {prefix!r}")
     if len(found) == 1:
         return found[0]
-    count = session.scalar(select(func.count()).select_from(model).where(condition))
-    raise AmbiguousIdError(f"ambiguous {noun} id {prefix!r}: matches {count} {noun}s")
+    count = session.scalar(select(func.count()).select_from(model).where(condition)) or 0
+    shown = ", ".join(_candidates(session, model, condition))
+    more = f", and {count - AMBIGUOUS_SHOWN} more" if count > AMBIGUOUS_SHOWN else ""
+    raise AmbiguousIdError(
+        f"ambiguous {noun} id {prefix!r}: matches {count} {noun}s: {shown}{more}; "
+        "type more of the id"
+    )
+
+
+AMBIGUOUS_SHOWN = 5
+"""How many candidates an ambiguous-prefix error lists."""
+
+
+def _candidates(
+    session: Session,
+    model: type[Run] | type[Program] | type[Evaluation],
+    condition: ColumnElement[bool],
+) -> list[str]:
+    """The first few ids a prefix matches, each with what it is (a program's origin and
+    generation, a run's game and status, an evaluation's game and status), so the user can
+    tell which one they meant."""
+    if model is Program:
+        program_rows = session.execute(
+            select(Program.id, Program.origin, Program.generation)
+            .where(condition)
+            .order_by(Program.id)
+            .limit(AMBIGUOUS_SHOWN)
+        ).all()
+        return [f"{short_id(i)} ({origin} program, gen {gen})" for i, origin, gen in program_rows]
+    if model is Evaluation:
+        evaluation_rows = session.execute(
+            select(Evaluation.id, Evaluation.game, Evaluation.status)
+            .where(condition)
+            .order_by(Evaluation.id)
+            .limit(AMBIGUOUS_SHOWN)
+        ).all()
+        return [
+            f"{short_id(i)} ({game} evaluation, {status})" for i, game, status in evaluation_rows
+        ]
+    run_rows = session.execute(
+        select(Run.id, Run.game, Run.status)
+        .where(condition)
+        .order_by(Run.id)
+        .limit(AMBIGUOUS_SHOWN)
+    ).all()
+    return [f"{short_id(i)} ({game} run, {status})" for i, game, status in run_rows]
 
 
 # -- lineage ---------------------------------------------------------------------------------
@@ -476,6 +520,80 @@ def history(session: Session, run_id: str) -> list[HistoryRow]:
             )
         )
     return result
+
+
+@dataclass(slots=True)
+class HistoryEvent:
+    """A step of a run's history that is not a program: an iteration that produced none
+    (`no_program`), or a move of the head back to an earlier program (`revert`, `rollback`)."""
+
+    kind: str
+    created_at: datetime
+    message: str  # a failed iteration: the proposer's note (why there is no program)
+    iteration: int | None  # the loop's iteration number (0-based), when the event says
+    status: str | None  # a failed iteration's status
+    program_id: str | None  # revert/rollback: the head after; an iteration: its program
+    from_program_id: str | None  # revert/rollback: the head before
+
+
+HEAD_EVENT_KINDS = ("revert", "rollback")
+
+
+def history_with_events(session: Session, run_id: str) -> list[HistoryRow | HistoryEvent]:
+    """`history` with the steps that made no program and the head's moves back, in time order.
+
+    Rejected and crashed programs are in `history` already (their evaluation's status says
+    so); what it cannot show are iterations whose proposal had no program at all (an LLM
+    reply without code, a dead endpoint), recorded only as `iteration` events, and reverts
+    and rollbacks. Events written by other versions of the loop may lack any field: each is
+    then None.
+    """
+    entries: list[HistoryRow | HistoryEvent] = list(history(session, run_id))
+    rows = session.execute(
+        select(Event.kind, Event.created_at, Event.message, Event.data)
+        .where(Event.run_id == run_id, Event.kind.in_(("iteration", *HEAD_EVENT_KINDS)))
+        .order_by(Event.id)
+    ).all()
+    for kind, created_at, message, data in rows:
+        data = data if isinstance(data, dict) else {}
+        if kind == "iteration":
+            if data.get("program") is not None:
+                continue  # its program is a row of `history` already
+            status = data.get("status")
+            note = data.get("note")
+            entries.append(
+                HistoryEvent(
+                    "no_program",
+                    created_at,
+                    note if isinstance(note, str) and note else message or "",
+                    _int_or_none(data.get("iteration")),
+                    str(status) if status is not None else "no_program",
+                    None,
+                    None,
+                )
+            )
+        else:
+            entries.append(
+                HistoryEvent(
+                    kind,
+                    created_at,
+                    message or "",
+                    _int_or_none(data.get("iteration")),
+                    None,
+                    _str_or_none(data.get("to")),
+                    _str_or_none(data.get("from")),
+                )
+            )
+    entries.sort(key=lambda entry: entry.created_at)  # stable: programs first on a tie
+    return entries
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def runs(session: Session) -> list[RunSummary]:

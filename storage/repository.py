@@ -656,6 +656,12 @@ class Store:
             self._run(session, run_id)
             return queries.history(session, run_id)
 
+    def history_with_events(self, run_id: str) -> list[queries.HistoryRow | queries.HistoryEvent]:
+        """`history` plus iterations that made no program, and reverts/rollbacks, in order."""
+        with self._read() as session:
+            self._run(session, run_id)
+            return queries.history_with_events(session, run_id)
+
     def diff(self, a_id: str, b_id: str) -> str:
         with self._read() as session:
             return queries.diff(session, a_id, b_id)

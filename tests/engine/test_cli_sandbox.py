@@ -1,8 +1,12 @@
-"""`evocade check / evaluate / games` through the real entry point: exit codes and messages."""
+"""`evocade check / evaluate / games` through the real entry point: exit codes and messages.
+
+(The evaluate report, its bad values, progress and Ctrl-C: tests/engine/test_cli_evaluate.py.)
+"""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -29,7 +33,7 @@ def _one_line_error(capsys) -> str:
         (["evaluate", str(PROGRAMS / "pong_tracker.py"), "--game", "Pongg"], "unknown game"),
         (
             ["evaluate", str(PROGRAMS / "pong_tracker.py"), "--game", "Pong", "--episodes", "-1"],
-            "--episodes must be at least 1",
+            "--episodes must be at least 1 (got -1)",
         ),
         (
             ["evaluate", str(PROGRAMS / "pong_tracker.py"), "--game", "Pong", "--episodes", "x"],
@@ -46,19 +50,21 @@ def test_cli_bad_input_gives_one_line_error(args, expected, capsys) -> None:
     assert expected in _one_line_error(capsys)
 
 
-def test_cli_evaluate_syntax_error_is_rejected_in_one_line(tmp_path: Path, capsys) -> None:
+def test_cli_evaluate_syntax_error_is_rejected_with_file_line_col(tmp_path: Path, capsys) -> None:
     policy = tmp_path / "broken.py"
     policy.write_text("def act(obs)\n    return 0\n")
     code = main(["evaluate", str(policy), "--game", "Pong", "--sandbox", "none"])
-    out = capsys.readouterr().out.strip().splitlines()
+    captured = capsys.readouterr()
+    out = captured.out.strip().splitlines()
     assert code == 1
-    assert len(out) == 1
-    assert "rejected" in out[0] and "line 1" in out[0]
+    assert out[0].startswith(f"{policy}:1:13: syntax: ")
+    assert out[-1] == f"{policy}: rejected by the static checker, 1 problem; nothing was run"
+    assert "WARNING" not in captured.err  # rejected before any sandbox, even `none`
 
 
 def test_cli_check_exit_codes_and_json(tmp_path: Path, capsys) -> None:
     assert main(["check", str(PROGRAMS / "pong_tracker.py")]) == 0
-    capsys.readouterr()
+    assert capsys.readouterr().out == f"{PROGRAMS / 'pong_tracker.py'}: ok\n"
     bad = tmp_path / "bad.py"
     bad.write_text("import os\n\ndef act(obs):\n    return open('/etc/passwd')\n")
     assert main(["check", str(bad), "--json"]) == 1
@@ -67,6 +73,41 @@ def test_cli_check_exit_codes_and_json(tmp_path: Path, capsys) -> None:
     rules = {d["rule"] for d in report["diagnostics"]}
     assert "import-not-allowed" in rules
     assert all(d["line"] >= 1 for d in report["diagnostics"])
+
+
+def test_cli_check_prints_diagnostics_as_file_line_col(tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("import os\n\ndef act(obs):\n    return open('/etc/passwd')\n")
+    assert main(["check", str(bad)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    pattern = re.compile(rf"^{re.escape(str(bad))}:(\d+):(\d+): ([a-z-]+): .+")
+    found = [pattern.match(line) for line in lines[:-1]]
+    assert all(found), lines
+    assert ("1", "1", "import-not-allowed") in {m.groups() for m in found if m}
+    assert any(m.group(1) == "4" for m in found if m)  # open() on line 4
+    assert lines[-1] == f"{bad}: rejected, {len(lines) - 1} problems"
+
+
+def test_cli_check_accepts_utf8_bom(tmp_path: Path, capsys) -> None:
+    policy = tmp_path / "windows.py"
+    policy.write_bytes(b"\xef\xbb\xbf" + (PROGRAMS / "pong_tracker.py").read_bytes())
+    assert main(["check", str(policy)]) == 0, capsys.readouterr().out
+    assert capsys.readouterr().out.strip() == f"{policy}: ok"
+
+
+def test_cli_check_escapes_hostile_source_and_file_name(tmp_path: Path, capsys) -> None:
+    policy = tmp_path / "evil\x1b]0;title\x07\u202e.py"
+    policy.write_text("def act(obs)  # \x1b]52;c;ZWNobw==\x07\x1b[2J\n    return 0\n")
+    assert main(["check", str(policy)]) == 1
+    out = capsys.readouterr().out
+    for raw in ("\x1b", "\x07", "\u202e"):
+        assert raw not in out
+    assert "evil\\x1b]0;title\\x07\\u202e.py:1:" in out  # shown, as visible escapes
+    assert "\\x1b]52;c;" in out
+    assert main(["check", str(policy), "--json"]) == 1
+    raw_json = capsys.readouterr().out
+    assert "\x1b" not in raw_json and "\x07" not in raw_json
+    assert json.loads(raw_json)["ok"] is False
 
 
 def test_cli_games_lists_all_eight(capsys) -> None:

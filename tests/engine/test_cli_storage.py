@@ -157,7 +157,9 @@ def test_cli_storage_revert_moves_head_and_next_iteration_builds_on_it(
         child = store.add_program(run.id, policy(7), parent_id=run.head_program_id)
         assert child.parent_id == sample.good
     rows = json.loads(_ok(capsys, "history", sample.run, "--db", str(sample.db), "--json"))
-    assert len(rows) == 5  # nothing deleted
+    assert [row["kind"] for row in rows].count("program") == 5  # nothing deleted
+    reverts = [row for row in rows if row["kind"] == "revert"]
+    assert [(r["from_program_id"], r["program_id"]) for r in reverts] == [(sample.bad, sample.good)]
 
 
 def test_cli_storage_history_lists_programs_in_order(

@@ -332,7 +332,10 @@ def test_queries_resolve_short_ids(store: Store) -> None:
     count = first_chars.count(shared)
     with pytest.raises(AmbiguousIdError) as caught:
         store.resolve_program(shared)
-    assert str(caught.value) == f"ambiguous program id '{shared}': matches {count} programs"
+    message = str(caught.value)
+    assert message.startswith(f"ambiguous program id '{shared}': matches {count} programs: ")
+    candidates = sorted(p.id for p in programs if p.id[0] == shared)[:5]  # the first few, listed
+    assert all(f"{c[:8]} (seed program, gen 0)" in message for c in candidates)
     missing = next(
         a + b for a in HEX for b in HEX if not any(p.id.startswith(a + b) for p in programs)
     )

@@ -1,0 +1,331 @@
+"""`evocade evaluate`: play a policy file in the sandbox, with live progress, and report it.
+
+The evaluation runs in a worker thread over an episode runner (`sandbox.evaluate.open_runner`)
+while the main thread waits for it, shows progress and listens for Ctrl-C: an interrupt closes
+the runner, kills every sandbox this process started and exits 130 within seconds, instead of
+waiting for episodes that may run for minutes.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from engine.cli_sandbox import SandboxChoice, diagnostic_lines, json_text, read_policy_file
+from engine.episode_progress import EpisodeProgress, ProgressRunner
+from engine.errors import UserError
+from engine.interruptible import Interrupted, kill_children, kill_own_containers, run_stoppable
+from engine.textsafe import indented, safe_line
+
+if TYPE_CHECKING:
+    from sandbox.episodes import EpisodeRunner
+    from sandbox.results import EpisodeResult, EvaluationResult
+    from sandbox.settings import EnvSettings, Limits
+
+MAX_ACT_SECONDS = 600.0  # one act() call may not outlast the episode's own wall budget
+MIN_MEMORY_MB = 32
+MAX_MEMORY_MB = 1024  # the whole sandbox's cgroup limit (sandbox.settings.Limits)
+
+
+def _require(option: str, value: float, allowed: str, ok: bool) -> None:
+    if not ok:
+        raise UserError(f"{option} must be {allowed} (got {value:g})")
+
+
+def validate_options(
+    *,
+    episodes: int,
+    seed: int,
+    max_steps: int,
+    deterministic: bool,
+    repeat_action_probability: float | None,
+    act_seconds: float,
+    memory_mb: int,
+    workers: int | None,
+) -> None:
+    """Refuse bad values before anything runs, naming the option and its allowed range."""
+    _require("--episodes", episodes, "at least 1", episodes >= 1)
+    _require("--seed", seed, "0 or more (seeds S..S+N-1 are used)", seed >= 0)
+    _require("--max-steps", max_steps, "at least 1", max_steps >= 1)
+    if deterministic and repeat_action_probability not in (None, 0.0):
+        raise UserError("--deterministic means no sticky actions; drop --repeat-action-probability")
+    if repeat_action_probability is not None:
+        p = repeat_action_probability
+        _require("--repeat-action-probability", p, "between 0 and 1", 0.0 <= p <= 1.0)
+    _require(
+        "--act-seconds",
+        act_seconds,
+        f"more than 0 and at most {MAX_ACT_SECONDS:g} seconds",
+        0 < act_seconds <= MAX_ACT_SECONDS,
+    )
+    _require(
+        "--memory-mb",
+        memory_mb,
+        f"between {MIN_MEMORY_MB} and {MAX_MEMORY_MB} MB (the sandbox's own limit)",
+        MIN_MEMORY_MB <= memory_mb <= MAX_MEMORY_MB,
+    )
+    if workers is not None:
+        _require("--workers", workers, "at least 1", workers >= 1)
+
+
+def evaluate_command(
+    file: Annotated[Path, typer.Argument(help="Policy source file (defines act(obs)).")],
+    game: Annotated[str, typer.Option("--game", "-g", help="Game name, see `evocade games`.")],
+    episodes: Annotated[int, typer.Option(help="Episodes to play (seeds S, S+1, ...).")] = 3,
+    seed: Annotated[int, typer.Option(help="First seed (0 or more).")] = 0,
+    deterministic: Annotated[
+        bool, typer.Option(help="Frameskip 4 without sticky actions (the paper's setting).")
+    ] = False,
+    repeat_action_probability: Annotated[
+        float | None, typer.Option(help="Sticky-action probability, 0 to 1 (default 0.25).")
+    ] = None,
+    max_steps: Annotated[int, typer.Option(help="Step cap per episode.")] = 27_000,
+    sandbox: Annotated[
+        SandboxChoice, typer.Option(help="Isolation backend; `none` runs on the host.")
+    ] = SandboxChoice.auto,
+    no_check: Annotated[
+        bool, typer.Option("--no-check", help="Skip the static checker (the sandbox still holds).")
+    ] = False,
+    act_seconds: Annotated[
+        float, typer.Option(help=f"Wall time per act() call, 0 < s <= {MAX_ACT_SECONDS:g}.")
+    ] = 1.0,
+    memory_mb: Annotated[
+        int,
+        typer.Option(help=f"Memory for the policy process, {MIN_MEMORY_MB}..{MAX_MEMORY_MB} MB."),
+    ] = 256,
+    workers: Annotated[
+        int | None, typer.Option(help="Episodes at once, one sandbox each (default: one per core).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Play a policy program in the sandbox and report its returns.
+
+    Failed episodes are listed with their status before any mean, and the mean shown as the
+    score counts only the episodes that ended `ok`. Exit 0 when every episode ended `ok`,
+    1 otherwise, 2 on bad input, 130 when interrupted (Ctrl-C stops it within seconds).
+
+    Example: evocade evaluate my_policy.py --game Pong --episodes 3 --deterministic --json
+    """
+    from sandbox.backends.base import SandboxUnavailable
+    from sandbox.checker import check_source
+    from sandbox.evaluate import evaluation_from_episodes, open_runner
+    from sandbox.games import UnknownGameError, get_game
+    from sandbox.settings import EnvSettings, Limits
+
+    validate_options(
+        episodes=episodes,
+        seed=seed,
+        max_steps=max_steps,
+        deterministic=deterministic,
+        repeat_action_probability=repeat_action_probability,
+        act_seconds=act_seconds,
+        memory_mb=memory_mb,
+        workers=workers,
+    )
+    try:
+        game_name = get_game(game).name
+    except UnknownGameError as error:
+        raise UserError(str(error)) from None
+    source = read_policy_file(file)
+
+    if deterministic:
+        env = EnvSettings.deterministic(max_steps=max_steps)
+    elif repeat_action_probability is not None:
+        env = EnvSettings(repeat_action_probability=repeat_action_probability, max_steps=max_steps)
+    else:
+        env = EnvSettings(max_steps=max_steps)
+    limits = Limits(act_seconds=act_seconds, memory_mb=memory_mb)
+    seeds = list(range(seed, seed + episodes))
+
+    report = None if no_check else check_source(source)
+    if report is not None and not report.ok:  # never runs: no sandbox needed to say so
+        result = evaluation_from_episodes(
+            game_name,
+            env,
+            limits,
+            sandbox.value,
+            checked=True,
+            check=report,
+            episodes=[],
+            wall_seconds=0.0,
+        )
+        _print_result(file, result, as_json)
+        raise typer.Exit(1)
+
+    if sandbox == SandboxChoice.none:
+        print(
+            "WARNING: --sandbox none runs this program on the host, with your files and "
+            "network; only the policy process's own rlimits and seccomp filter remain.",
+            file=sys.stderr,
+        )
+    try:
+        runner = open_runner(sandbox.value, limits, slots=workers)
+    except SandboxUnavailable as error:
+        raise UserError(str(error)) from None
+    try:
+        result = play_interruptibly(
+            runner,
+            source,
+            game_name,
+            seeds,
+            env,
+            limits,
+            check=not no_check,
+            label=f"{file.name} on {game_name}",
+            lines=not as_json,
+        )
+    except Interrupted as interrupted:
+        print(f"interrupted: {interrupted}", file=sys.stderr)
+        raise typer.Exit(interrupted.exit_code) from None
+    finally:
+        runner.close()
+    _print_result(file, result, as_json)
+    raise typer.Exit(0 if result.status == "ok" else 1)
+
+
+def play_interruptibly(
+    runner: EpisodeRunner,
+    source: str,
+    game: str,
+    seeds: list[int],
+    env: EnvSettings,
+    limits: Limits,
+    *,
+    check: bool,
+    label: str,
+    lines: bool,
+) -> EvaluationResult:
+    """Play the seeds on `runner` showing per-episode progress; on SIGINT/SIGTERM, close the
+    runner, kill every sandbox this process started and raise `Interrupted`."""
+    from sandbox.evaluate import evaluate
+
+    progress = EpisodeProgress(len(seeds), label, live=sys.stderr.isatty(), lines=lines)
+    stopped: set[int | str] = set()
+
+    def play() -> EvaluationResult:
+        with progress:
+            pool = ProgressRunner(runner, progress)
+            return evaluate(
+                source, game, seeds=seeds, env=env, limits=limits, check=check, pool=pool
+            )
+
+    def stop() -> str:
+        progress.silence()
+        runner.close()  # later episodes never start; a warm pool also cuts those in flight
+        stopped.update(kill_children())
+        if runner.name == "docker":
+            stopped.update(kill_own_containers())
+        return f"stopped {len(stopped)} sandbox process(es); no result reported"
+
+    return run_stoppable(play, stop)
+
+
+# -- the report --------------------------------------------------------------------------------
+
+
+def step_capped(episode: EpisodeResult, max_steps: int) -> bool:
+    """Whether the episode was cut by the step cap rather than ended by the game.
+
+    The harness will report it (`EpisodeResult.step_capped`); until it does, an `ok` episode
+    exactly `max_steps` long is taken as cut (a game that ends on that very step is
+    misreported as cut, which only adds a warning).
+    """
+    reported = getattr(episode, "step_capped", None)
+    if isinstance(reported, bool):
+        return reported
+    return episode.status == "ok" and episode.length >= max_steps
+
+
+def ok_mean(result: EvaluationResult) -> float | None:
+    """The mean return over the episodes that ended `ok`: the only mean that is a score."""
+    returns = [e.episode_return for e in result.episodes if e.status == "ok"]
+    return sum(returns) / len(returns) if returns else None
+
+
+def _print_result(file: Path, result: EvaluationResult, as_json: bool) -> None:
+    if as_json:
+        data = result.summary_dict()
+        data["mean_return_ok"] = ok_mean(result)
+        for episode, shown in zip(result.episodes, data["episodes"], strict=True):
+            shown["step_capped"] = step_capped(episode, result.env.max_steps)
+        print(json_text(data))
+    else:
+        print(render_result(str(file), result))
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def render_result(where: str, result: EvaluationResult) -> str:
+    """The text report: each episode (status, return, steps, error, output), then the status,
+    then a mean that says exactly which episodes it counts."""
+    name = safe_line(where)
+    if result.status == "rejected":
+        diagnostics = result.check.diagnostics if result.check else []
+        lines = diagnostic_lines(where, diagnostics)
+        lines.append(
+            f"{name}: rejected by the static checker, {_plural(len(diagnostics), 'problem')}; "
+            "nothing was run"
+        )
+        return "\n".join(lines)
+    checked = "checked" if result.checked else "NOT checked (--no-check)"
+    lines = [
+        f"{name} on {result.game} [{result.env.label}], backend {safe_line(result.backend)}, "
+        f"{checked}"
+    ]
+    max_steps = result.env.max_steps
+    capped = 0
+    for episode in result.episodes:
+        cut = step_capped(episode, max_steps)
+        capped += cut
+        lines.append(
+            f"  seed {episode.seed:<6} {episode.status:<14} return {episode.episode_return:>8g}"
+            f"  steps {episode.length:>6}" + ("  (cut at the step cap)" if cut else "")
+        )
+        if episode.error:
+            lines.append(indented(episode.error.strip(), "      "))
+        if episode.output:
+            lines.append("      policy output:")
+            lines.append(indented(episode.output, "      | "))
+    failed = [e for e in result.episodes if e.status != "ok"]
+    total = len(result.episodes)
+    took = f"{result.total_steps} steps, {result.wall_seconds:.1f} s"
+    if failed:
+        which = ", ".join(f"seed {e.seed} {e.status}" for e in failed[:5])
+        more = f", {len(failed) - 5} more" if len(failed) > 5 else ""
+        lines.append(
+            f"status {result.status}: {len(failed)} of {_plural(total, 'episode')} failed "
+            f"({which}{more})"
+        )
+    if capped:
+        lines.append(
+            f"note: {capped} of {_plural(total, 'episode')} stopped at the step cap "
+            f"(--max-steps {max_steps}): their returns cover only part of a game"
+        )
+    mean = ok_mean(result)
+    if not failed:
+        lines.append(
+            f"status ok: mean return {mean:.2f} over {_plural(total, 'episode')} ({took})"
+            if mean is not None
+            else f"status ok: no episodes ({took})"
+        )
+    elif mean is None:
+        lines.append(
+            f"no score: no episode ended ok; the returns above of failed episodes are partial "
+            f"({took})"
+        )
+    else:
+        ok_count = total - len(failed)
+        lines.append(
+            f"mean return {mean:.2f} over the {_plural(ok_count, 'ok episode')} only; the "
+            f"{_plural(len(failed), 'failed episode')} are not counted ({took})"
+        )
+    return "\n".join(lines)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("evaluate")(evaluate_command)
