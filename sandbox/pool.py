@@ -279,4 +279,3 @@ def _sandbox_error(outcome: WorkerOutcome, limits: Limits) -> str:
     return f"the sandbox died ({how}) before reporting this episode" + (
         ": " + " | ".join(tail) if tail else ""
     )
-
