@@ -76,6 +76,7 @@ class EpisodeResult(BaseModel):
     wall_seconds: float = Field(ge=0)
     policy_cpu_seconds: float = Field(default=0.0, ge=0)
     harness_cpu_seconds: float = Field(default=0.0, ge=0)  # emulator, OCAtari, the pipe
+    node: str | None = None  # the machine that played it, when a cluster did (set by the host)
     policy_peak_memory_mb: float = Field(default=0.0, ge=0)
     output: str = ""
     trace: Trace | None = None
