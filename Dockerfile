@@ -1,7 +1,6 @@
 # The evocade sandbox image: the trusted harness, the policy runner and the libraries they import,
-# nothing else (no engine, no storage, no LLM client). One container per worker; the docker
-# backend (sandbox/backends/docker.py) runs it read-only, without network or capabilities, as
-# uid 65534, with a small tmpfs at /tmp as the only writable place.
+# nothing else (no engine, no storage, no LLM client). One container per episode; the docker
+# backend (sandbox/backends/docker.py) runs it read-only, without network, with nothing writable.
 #
 #   evocade sandbox build-image        (sandbox/backends/docker_image.py: build_image)
 #
@@ -17,8 +16,9 @@ ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 # Pins as in pyproject.toml (tests/sandbox/test_docker_backend.py checks they agree). ocatari goes
-# in with --no-deps: its declared dependencies add ~350 MB that RAM mode never touches; these are
-# what its imports need. numpy<2: ocatari is wrong on numpy 2; opencv 4.11+ needs numpy 2.
+# in with --no-deps: its declared dependencies add ~350 MB that RAM mode never touches, and its
+# vision stack is served as placeholders (sandbox/runtime/lean_imports.py); these are what RAM
+# mode uses. numpy<2: ocatari is wrong on numpy 2.
 # pip trusts the base image's certificate store (which may hold a local proxy's authority, see
 # scripts/docker-base.sh) rather than its own bundled one.
 RUN if [ -f /etc/ssl/certs/ca-certificates.crt ]; then \
@@ -28,21 +28,16 @@ RUN if [ -f /etc/ssl/certs/ca-certificates.crt ]; then \
       "numpy>=1.24,<2" \
       "gymnasium>=1.0,<2" \
       "ale-py>=0.12,<0.13" \
-      "opencv-python-headless<4.11" \
-      "scikit-image" \
-      "matplotlib" \
-      "pygame" \
+      "scipy>=1.10" \
       "termcolor" \
+      "orjson>=3.9" \
       "RestrictedPython>=7" \
       "pyseccomp>=0.1.2" \
  && /opt/venv/bin/pip install -q --no-deps "ocatari==2.2.1" \
  && /opt/venv/bin/python -m pip uninstall -q -y pip setuptools \
  && find /opt/venv/lib/python3.11/site-packages \
-      \( -path '*/numpy/*' -o -path '*/scipy/*' -o -path '*/skimage/*' \
-         -o -path '*/matplotlib/*' -o -path '*/pygame/*' -o -path '*/networkx/*' \) \
-      -type d -name tests -prune -exec rm -rf {} + \
- && rm -rf /opt/venv/lib/python3.11/site-packages/pygame/examples \
-           /opt/venv/lib/python3.11/site-packages/pygame/docs \
+      \( -path '*/numpy/*' -o -path '*/scipy/*' \) -type d -name tests -prune \
+      -exec rm -rf {} + \
  && /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/venv \
  && chmod -R a+rX /opt/venv
 
@@ -53,7 +48,7 @@ COPY sandbox /opt/evocade/sandbox
 RUN /opt/venv/bin/python -m compileall -q --invalidation-mode unchecked-hash /opt/evocade \
  && chmod -R a+rX /opt/evocade \
  && cd /tmp \
- && PYTHONPATH=/opt/evocade PYTHONDONTWRITEBYTECODE=1 MPLCONFIGDIR=/tmp MPLBACKEND=Agg \
+ && PYTHONPATH=/opt/evocade PYTHONDONTWRITEBYTECODE=1 \
     /opt/venv/bin/python -s -c "import pyseccomp, sandbox.runtime.policy_runner; \
 pyseccomp.SyscallFilter(defaction=pyseccomp.ALLOW); \
 from sandbox.runtime.emulator import make_env; \
@@ -64,10 +59,12 @@ env.reset(seed=0); env.step(0); env.close()" \
 FROM ${BASE_IMAGE}
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /opt/evocade /opt/evocade
-ENV PYTHONPATH=/opt/evocade PYTHONDONTWRITEBYTECODE=1 MPLCONFIGDIR=/tmp MPLBACKEND=Agg \
-    HOME=/tmp
+ENV PYTHONPATH=/opt/evocade PYTHONDONTWRITEBYTECODE=1 HOME=/tmp
 LABEL org.opencontainers.image.title="evocade sandbox" \
       evocade.sandbox.python="/opt/venv/bin/python"
+# The docker backend starts the harness as root with only CAP_SETUID/CAP_SETGID, gives the policy
+# and the harness uids of their own, and drops (sandbox/backends/docker.py); by hand it runs
+# as nobody.
 USER 65534:65534
-WORKDIR /tmp
+WORKDIR /
 CMD ["/opt/venv/bin/python", "-s", "-m", "sandbox.runtime.harness"]

@@ -227,16 +227,9 @@ def play_interruptibly(
 
 
 def step_capped(episode: EpisodeResult, max_steps: int) -> bool:
-    """Whether the episode was cut by the step cap rather than ended by the game.
-
-    The harness will report it (`EpisodeResult.step_capped`); until it does, an `ok` episode
-    exactly `max_steps` long is taken as cut (a game that ends on that very step is
-    misreported as cut, which only adds a warning).
-    """
-    reported = getattr(episode, "step_capped", None)
-    if isinstance(reported, bool):
-        return reported
-    return episode.status == "ok" and episode.length >= max_steps
+    """Whether the episode was cut by the step cap rather than ended by the game: the harness
+    says so (`EpisodeResult.step_capped`)."""
+    return episode.step_capped
 
 
 def ok_mean(result: EvaluationResult) -> float | None:

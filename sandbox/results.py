@@ -7,36 +7,14 @@ evocade see a result. Never pickle across the boundary.
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+# One Status for harness and host, defined where the sandbox image (no pydantic) can import it.
+from sandbox.runtime.protocol import Status as Status
+from sandbox.runtime.protocol import worst as worst
 from sandbox.settings import EnvSettings, Limits
-
-
-class Status(StrEnum):
-    """How one episode (or a whole evaluation) ended; see DESIGN.md §3."""
-
-    OK = "ok"
-    INVALID_ACTION = "invalid_action"
-    ERROR = "error"
-    TIMEOUT = "timeout"
-    MEMORY = "memory"
-    CRASHED = "crashed"
-    REJECTED = "rejected"
-
-    @property
-    def severity(self) -> int:
-        return _SEVERITY[self]
-
-
-_SEVERITY = {status: rank for rank, status in enumerate(Status)}
-
-
-def worst(statuses: list[Status]) -> Status:
-    """The evaluation's status is the worst of its episodes' (ok when there are none)."""
-    return max(statuses, key=lambda status: status.severity, default=Status.OK)
 
 
 class Diagnostic(BaseModel):
@@ -93,9 +71,12 @@ class EpisodeResult(BaseModel):
     status: Status
     episode_return: float = Field(alias="return")
     length: int = Field(ge=0)
+    step_capped: bool = False  # ended `ok` by reaching the env setting's step cap, not the game
     error: str | None = None
     wall_seconds: float = Field(ge=0)
     policy_cpu_seconds: float = Field(default=0.0, ge=0)
+    harness_cpu_seconds: float = Field(default=0.0, ge=0)  # emulator, OCAtari, the pipe
+    node: str | None = None  # the machine that played it, when a cluster did (set by the host)
     policy_peak_memory_mb: float = Field(default=0.0, ge=0)
     output: str = ""
     trace: Trace | None = None

@@ -41,10 +41,20 @@ def program(name: str) -> str:
     return (PROGRAMS / name).read_text()
 
 
-def descendants() -> list[int]:
-    """Processes descended from this test process: none may outlive an evaluation.
+def _is_fork_server(pid: int, parent: int) -> bool:
+    """A backend's fork server (a child of this process that outlives evaluations by design:
+    it is the warm template, and runs no untrusted code). Its own children do count."""
+    if parent != os.getpid():
+        return False
+    try:
+        return b"sandbox.backends.forkserver" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
-    (Scanning for the sandbox uid instead would see other test runs on the same machine.)
+
+def descendants() -> list[int]:
+    """Processes descended from this test process (fork servers aside): none may outlive an
+    evaluation. (Scanning for sandbox uids instead would see other test runs on the machine.)
     """
     parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
@@ -60,6 +70,6 @@ def descendants() -> list[int]:
         ancestor, hops = parents.get(pid), 0
         while ancestor and ancestor != me and hops < 64:
             ancestor, hops = parents.get(ancestor), hops + 1
-        if ancestor == me:
+        if ancestor == me and not _is_fork_server(pid, parents[pid]):
             found.append(pid)
     return found

@@ -1,8 +1,13 @@
-"""Memory and pids limits for one sandbox, through cgroup v1 or v2, whichever the host has.
+"""Memory, pids and CPU placement for one sandbox, through cgroup v1 or v2, whichever the host has.
 
 rlimits bound the policy process alone; the cgroup bounds everything in the sandbox together
-(harness, policy, anything they manage to start) and tells us afterwards whether the kernel's
-OOM killer had to step in, which is how a `memory` status is told apart from a crash.
+(harness, policy, anything they manage to start), pins it to its core (cpuset: a policy cannot
+move itself onto another sandbox's CPU), and tells us afterwards whether the kernel's OOM killer
+had to step in, which is how a `memory` status is told apart from a crash.
+
+Every group is named after the process that made it (`evocade/<pid>-<start time>-<random>`), so
+the groups of a process that was killed with SIGKILL are found and removed at the next start,
+whatever their age.
 """
 
 from __future__ import annotations
@@ -28,16 +33,41 @@ class CgroupUsage:
     peak_memory_mb: float | None
 
 
+def process_start(pid: int) -> str | None:
+    """A process's start time in clock ticks since boot: with the pid, a unique identity."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[19] if len(fields) > 19 else None
+
+
+def _owner_tag() -> str:
+    return f"{os.getpid()}-{process_start(os.getpid())}"
+
+
+def _owner_gone(name: str) -> bool | None:
+    """True when the group's maker is dead, False when alive, None for a foreign name."""
+    parts = name.split("-")
+    if len(parts) != 3 or not parts[0].isdigit():
+        return None
+    return process_start(int(parts[0])) != parts[1]
+
+
 class SandboxCgroup:
     """One cgroup (one per controller on v1) holding a sandbox's processes."""
 
-    def __init__(self, memory_mb: int, pids: int) -> None:
+    def __init__(self, memory_mb: int, pids: int, cpu: int | None = None) -> None:
         self.memory_bytes = memory_mb * 1024 * 1024
         self.pids = pids
-        self.name = f"{GROUP_PREFIX}/{uuid.uuid4().hex[:12]}"
+        self.cpu = cpu
+        self.name = f"{GROUP_PREFIX}/{_owner_tag()}-{uuid.uuid4().hex[:12]}"
         self.v1 = (CGROUP_ROOT / "memory" / "memory.limit_in_bytes").exists()
         if self.v1:
             self.dirs = [CGROUP_ROOT / "memory" / self.name, CGROUP_ROOT / "pids" / self.name]
+            if cpu is not None:
+                self.dirs.append(CGROUP_ROOT / "cpuset" / self.name)
         elif (CGROUP_ROOT / "cgroup.controllers").exists():
             self.dirs = [CGROUP_ROOT / self.name]
         else:
@@ -61,7 +91,7 @@ class SandboxCgroup:
             ) from error
 
     def _create_v1(self) -> None:
-        memory_dir, pids_dir = self.dirs
+        memory_dir, pids_dir = self.dirs[:2]
         memory_dir.mkdir(parents=True, exist_ok=True)
         pids_dir.mkdir(parents=True, exist_ok=True)
         (memory_dir / "memory.limit_in_bytes").write_text(str(self.memory_bytes))
@@ -69,15 +99,29 @@ class SandboxCgroup:
         if swap.exists():  # memory + swap = memory: no swapping out of the limit
             swap.write_text(str(self.memory_bytes))
         (pids_dir / "pids.max").write_text(str(self.pids))
+        if self.cpu is not None:
+            self._create_cpuset_v1(self.dirs[2])
+
+    def _create_cpuset_v1(self, group: Path) -> None:
+        """v1 cpusets start empty: the parent must get the root's CPUs and memory nodes first."""
+        root, parent = CGROUP_ROOT / "cpuset", group.parent
+        parent.mkdir(exist_ok=True)
+        for name in ("cpuset.cpus", "cpuset.mems"):
+            if not (parent / name).read_text().strip():
+                (parent / name).write_text((root / name).read_text().strip())
+        group.mkdir()
+        (group / "cpuset.cpus").write_text(str(self.cpu))
+        (group / "cpuset.mems").write_text((parent / "cpuset.mems").read_text().strip())
 
     def _create_v2(self) -> None:
         parent = CGROUP_ROOT / GROUP_PREFIX
         enabled = (CGROUP_ROOT / "cgroup.subtree_control").read_text().split()
-        missing = [c for c in ("memory", "pids") if c not in enabled]
+        controllers = ("memory", "pids", "cpuset") if self.cpu is not None else ("memory", "pids")
+        missing = [c for c in controllers if c not in enabled]
         if missing:
             (CGROUP_ROOT / "cgroup.subtree_control").write_text(" ".join(f"+{c}" for c in missing))
         parent.mkdir(exist_ok=True)
-        (parent / "cgroup.subtree_control").write_text("+memory +pids")
+        (parent / "cgroup.subtree_control").write_text(" ".join(f"+{c}" for c in controllers))
         group = self.dirs[0]
         group.mkdir()
         (group / "memory.max").write_text(str(self.memory_bytes))
@@ -85,6 +129,8 @@ class SandboxCgroup:
         if swap.exists():
             swap.write_text("0")
         (group / "pids.max").write_text(str(self.pids))
+        if self.cpu is not None:
+            (group / "cpuset.cpus").write_text(str(self.cpu))
 
     def usage(self) -> CgroupUsage:
         memory_dir = self.dirs[0]
@@ -105,47 +151,62 @@ class SandboxCgroup:
     def remove(self) -> None:
         """Kill whatever is still inside, then remove the group(s)."""
         for path in self.dirs:
-            for _ in range(50):
-                try:
-                    pids = (path / "cgroup.procs").read_text().split()
-                except OSError:
-                    break
-                if not pids:
-                    break
-                for pid in pids:
-                    with contextlib.suppress(ProcessLookupError, ValueError):
-                        os.kill(int(pid), signal.SIGKILL)
-                time.sleep(0.02)
+            _kill_members(path)
             with contextlib.suppress(OSError):
                 path.rmdir()
 
 
 def reap_stale_groups(max_age_seconds: float = 3600.0) -> int:
-    """Remove empty evocade cgroups left by an engine that was killed (SIGKILL skips the
-    `finally` that removes them). Only old ones: a fresh, still empty group may belong to a
-    worker that is about to enter it. Returns how many were removed."""
+    """Remove the groups of evocade processes that are gone (SIGKILL skips the `finally` that
+    removes them): any age when the maker is named and dead, after `max_age_seconds` for a
+    group with a foreign name (older versions). What is still inside a dead maker's group is
+    killed first. Returns how many groups were removed."""
     removed = 0
     now = time.time()
     for parent in (
         CGROUP_ROOT / "memory" / GROUP_PREFIX,
         CGROUP_ROOT / "pids" / GROUP_PREFIX,
+        CGROUP_ROOT / "cpuset" / GROUP_PREFIX,
         CGROUP_ROOT / GROUP_PREFIX,
     ):
         if not parent.is_dir():
             continue
         for group in parent.iterdir():
             try:
-                if group.is_dir() and now - group.stat().st_mtime > max_age_seconds:
-                    group.rmdir()  # fails, harmlessly, while any process is inside
-                    removed += 1
+                if not group.is_dir():
+                    continue
+                gone = _owner_gone(group.name)
+                if gone is False or (
+                    gone is None and now - group.stat().st_mtime <= max_age_seconds
+                ):
+                    continue
+                _kill_members(group)
+                group.rmdir()  # fails, harmlessly, while any process is inside
+                removed += 1
             except OSError:
                 continue
     return removed
 
 
+def _kill_members(group: Path) -> None:
+    """SIGKILL everything in the group until it is empty (a forking process may add members
+    while we kill; the pids limit bounds that)."""
+    for attempt in range(200):
+        try:
+            pids = (group / "cgroup.procs").read_text().split()
+        except OSError:
+            return
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid), signal.SIGKILL)
+        time.sleep(0.001 if attempt < 20 else 0.02)
+
+
 @contextlib.contextmanager
-def sandbox_cgroup(memory_mb: int, pids: int) -> Iterator[SandboxCgroup]:
-    group = SandboxCgroup(memory_mb, pids)
+def sandbox_cgroup(memory_mb: int, pids: int, cpu: int | None = None) -> Iterator[SandboxCgroup]:
+    group = SandboxCgroup(memory_mb, pids, cpu)
     group.create()
     try:
         yield group

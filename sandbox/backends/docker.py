@@ -1,36 +1,31 @@
-"""A fresh Docker container per worker: the wall for machines with an engine (or a remote one).
+"""A fresh Docker container per episode, started warm: the wall for machines with an engine.
 
-Each `run_worker` creates one container from the sandbox image (see `Dockerfile`) and removes it
-again whatever happens. Inside: no network (`--network none`), a read-only root file system with
-a size-capped tmpfs at /tmp as the only writable place, no IPC namespace sharing and no
-/dev/shm, uid 65534 with every capability dropped and no-new-privileges, cgroup memory (no swap)
-and pids limits, one CPU, no host mounts at all and an environment of `SANDBOX_ENV` only. The
-request goes in on the container's stdin over an attach socket; the harness's stdout (capped)
-and stderr tail come back over the same socket, demultiplexed from Docker's framed stream.
+Each sandbox is one container of the sandbox image (see `Dockerfile`), created, attached and
+started ahead of its request; its harness imports the emulator stack, builds the emulator,
+starts the policy process and says ready, then waits on stdin. Inside: no network, a read-only
+root file system and an empty read-only /tmp, no IPC namespace sharing, no-new-privileges,
+cgroup memory (no swap) and pids limits, one CPU (pinned with a cpuset where the engine has that
+CPU), no host mounts, an environment of `HARNESS_ENV` only.
 
-Endings: past `wall_seconds` the container is killed (`timed_out`); the kernel's OOM killer
-acting anywhere in the container's cgroup shows as `oom_killed` (Docker's State.OOMKilled);
-a harness killed by a signal N (Docker reports 128+N) shows as exit code -N.
+Uids: the container starts as root with every capability dropped except CAP_SETUID,
+CAP_SETGID and CAP_SETPCAP, which the harness uses once, before any untrusted byte arrives, to
+empty the bounding set, start the policy process under a uid of its own and then drop itself to
+another (`sandbox.backends.uids`); after that nothing in the container holds any capability.
 
-CPU placement: `evaluate` gives each worker a host CPU in the request (`"cpu": N`) and the
-harness pins itself there. The container gets `cpuset_cpus=N` (harness and policy share that
-core: the cheapest IPC, DESIGN.md §5) as long as the engine has a CPU N; otherwise (a remote
-engine with fewer CPUs) the backend drops the `cpu` from the request so the harness does not
-try to pin itself to a CPU it cannot have, and the container is capped at one CPU by quota.
+Endings: past the wall budget the container is killed (`timed_out`); the kernel's OOM killer
+acting anywhere in its cgroup shows as `oom_killed` (State.OOMKilled); a harness killed by
+signal N (Docker reports 128+N) shows as exit code -N.
 
 Stale containers: every container carries `evocade.sandbox=1` and its creator's host name, pid
 and process start time. When a backend is built it removes those whose creator on this host is
-gone (no such pid, or a pid reused by another process), and any older than
-`STALE_CONTAINER_HOURS` whoever made them (a creator on another host sharing a remote engine).
-A worker that cannot remove its own container (the engine went away mid-evaluation) leaves its
-id to be removed again by the next backend built or worker started in this process, so a
-long-running optimization does not collect containers across engine restarts.
+gone, and any older than `STALE_CONTAINER_HOURS` whoever made them (a creator on another host
+sharing a remote engine). A container whose removal failed (the engine went away) is retried by
+the next backend built or sandbox destroyed in this process.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import socket
 import threading
@@ -46,10 +41,15 @@ from docker.utils.socket import STDOUT, frames_iter
 from sandbox.backends.base import (
     MAX_RESULT_BYTES,
     STDERR_TAIL_BYTES,
+    Prepare,
+    ResultStream,
     SandboxUnavailable,
+    SandboxUsed,
     WorkerOutcome,
+    close_quietly,
 )
-from sandbox.backends.bwrap import SANDBOX_ENV, SANDBOX_UID
+from sandbox.backends.bwrap import HARNESS_ENV
+from sandbox.backends.cgroups import process_start
 from sandbox.backends.docker_image import (
     BUILD_HINT,
     IMAGE_PYTHON,
@@ -58,29 +58,21 @@ from sandbox.backends.docker_image import (
     image_name,
     source_hash,
 )
+from sandbox.backends.uids import UidLease, lease_uids
 from sandbox.settings import Limits
 
 LABEL = "evocade.sandbox"
 LABEL_HOST = "evocade.host"
 LABEL_PID = "evocade.pid"
 LABEL_PID_START = "evocade.pid-start"
-STALE_CONTAINER_HOURS = 24.0  # longer than any worker's wall-clock budget
-CPUS_PER_WORKER = 1
-KILL_GRACE_SECONDS = 30.0  # for the engine to report a killed container's exit
+STALE_CONTAINER_HOURS = 24.0  # longer than any episode's wall-clock budget
+CPUS_PER_SANDBOX = 1
+KILL_GRACE_SECONDS = 30  # for the engine to report a killed container's exit
+ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
 _warned_stale: set[str] = set()
 # Containers this process made whose removal failed (the engine was unreachable): retried.
 _unremoved: set[str] = set()
 _unremoved_lock = threading.Lock()
-
-
-def _process_start(pid: int) -> str | None:
-    """A process's start time in clock ticks since boot: with the pid, a unique identity."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return fields[19] if len(fields) > 19 else None
 
 
 def _creator_gone(labels: dict[str, str]) -> bool:
@@ -91,7 +83,7 @@ def _creator_gone(labels: dict[str, str]) -> bool:
         pid = int(labels.get(LABEL_PID, ""))
     except ValueError:
         return True
-    start = _process_start(pid)
+    start = process_start(pid)
     return start is None or start != labels.get(LABEL_PID_START)
 
 
@@ -110,7 +102,7 @@ def reap_stale_containers(client: docker.DockerClient) -> list[str]:
 
 
 def retry_removals(client: docker.DockerClient) -> list[str]:
-    """Remove the containers earlier workers of this process could not (module doc)."""
+    """Remove the containers earlier sandboxes of this process could not (module doc)."""
     with _unremoved_lock:
         pending = sorted(_unremoved)
     removed = []
@@ -119,7 +111,7 @@ def retry_removals(client: docker.DockerClient) -> list[str]:
             client.api.remove_container(container_id, force=True)
         except docker.errors.NotFound:
             pass
-        except (docker.errors.DockerException, requests.exceptions.RequestException):
+        except ENGINE_ERRORS:
             continue  # still unreachable: try again next time
         removed.append(container_id)
         with _unremoved_lock:
@@ -132,44 +124,6 @@ def _exit_code(docker_code: int | None) -> int | None:
     if docker_code is not None and 128 < docker_code < 128 + 65:
         return -(docker_code - 128)
     return docker_code
-
-
-class _Streams:
-    """Reads the container's framed stdout/stderr until it closes; stdout capped."""
-
-    def __init__(self, sock: Any) -> None:
-        self.sock = sock
-        self.out: list[bytes] = []
-        self.kept = 0
-        self.truncated = False
-        self.err = bytearray()
-        self.failure: str | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        try:
-            for stream, data in frames_iter(self.sock, tty=False):
-                if stream == STDOUT:
-                    room = MAX_RESULT_BYTES - self.kept
-                    if len(data) > room:
-                        self.truncated = True
-                    if room > 0:
-                        self.out.append(data[:room])
-                        self.kept += min(room, len(data))
-                else:
-                    self.err += data
-                    if len(self.err) > 4 * STDERR_TAIL_BYTES:
-                        del self.err[:-STDERR_TAIL_BYTES]
-        except (OSError, ValueError) as error:  # the engine dropped the connection
-            self.failure = f"{type(error).__name__}: {error}"
-
-    @property
-    def stdout(self) -> bytes:
-        return b"".join(self.out)
-
-    @property
-    def stderr_tail(self) -> str:
-        return bytes(self.err[-STDERR_TAIL_BYTES:]).decode("utf-8", "replace")
 
 
 def _raw_socket(attached: Any) -> Any:
@@ -188,6 +142,157 @@ def _send_and_close(attached: Any, data: bytes) -> None:
         raw.shutdown_write()
     else:
         raw.shutdown(socket.SHUT_WR)
+
+
+class _Relay:
+    """Copies the container's framed stdout/stderr into two pipes, so that the harness's result
+    stream reads the same on every backend (`ResultStream`). stdout capped."""
+
+    def __init__(self, attached: Any) -> None:
+        self.attached = attached
+        self.stdout_read, self._stdout_write = os.pipe()
+        self.stderr_read, self._stderr_write = os.pipe()
+        self.failure: str | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True, name="docker-relay")
+        self.thread.start()
+
+    def _run(self) -> None:
+        kept = 0
+        try:
+            for stream, data in frames_iter(self.attached, tty=False):
+                if stream == STDOUT:
+                    data = data[: max(0, MAX_RESULT_BYTES + 4096 - kept)]
+                    kept += len(data)
+                    target = self._stdout_write
+                else:
+                    data = data[:STDERR_TAIL_BYTES]
+                    target = self._stderr_write
+                with contextlib.suppress(OSError):  # the reader is gone: keep draining
+                    os.write(target, data)
+        except (OSError, ValueError) as error:  # the engine dropped the connection
+            self.failure = f"{type(error).__name__}: {error}"
+        finally:
+            close_quietly(self._stdout_write, self._stderr_write)
+
+
+class DockerSandbox:
+    """One container, warm, for one episode."""
+
+    def __init__(self, backend: DockerBackend, cpu: int | None, prepare: Prepare | None) -> None:
+        self.backend = backend
+        self.cpu, self.prepared = cpu, prepare
+        self.container_id: str | None = None
+        self._used = False
+        self._destroyed = False
+        self._lock = threading.Lock()
+        self._ready = False
+        self.lease: UidLease = lease_uids()
+        self.client = backend.client()
+        self._relay: _Relay | None = None
+        try:
+            self._create()
+            self._start()
+        except BaseException:
+            self.destroy()
+            raise
+
+    def _create(self) -> None:
+        if _unremoved:
+            retry_removals(self.client)
+        config = self.backend.container_config(self.lease, self.cpu, self.prepared)
+        host = self.client.api.create_host_config(**config.pop("host_config"))
+        self.container_id = self.client.api.create_container(**config, host_config=host)["Id"]
+
+    @property
+    def _id(self) -> str:
+        assert self.container_id is not None, "the container was not created"
+        return self.container_id
+
+    def _start(self) -> None:
+        self._attached = self.client.api.attach_socket(
+            self._id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+        )
+        raw = _raw_socket(self._attached)
+        if hasattr(raw, "settimeout"):
+            raw.settimeout(None)  # an episode may print nothing for minutes
+        self._relay = _Relay(self._attached)
+        self.results = ResultStream(self._relay.stdout_read, self._relay.stderr_read)
+        self.client.api.start(self._id)
+
+    def wait_ready(self, timeout_seconds: float) -> bool:
+        if not self._ready and not self._destroyed:
+            self._ready = self.results.read_until(True, time.monotonic() + timeout_seconds)
+        return self._ready and not self.results.closed
+
+    def alive(self) -> bool:
+        """Warm, and nothing happened since (a dead container ends the attach stream)."""
+        if self._destroyed or self._used or not self._ready or self._relay is None:
+            return False
+        import select
+
+        poller = select.poll()
+        poller.register(self.results.fd, select.POLLIN | select.POLLHUP)
+        return not poller.poll(0)
+
+    def run(self, spec_json: str, wall_seconds: float) -> WorkerOutcome:
+        with self._lock:
+            if self._used:
+                raise SandboxUsed("this sandbox has served its request")
+            self._used = True
+        deadline = time.monotonic() + wall_seconds
+        problem: str | None = None
+        with contextlib.suppress(OSError):  # a harness that died at once: its exit says why
+            _send_and_close(self._attached, spec_json.encode())
+        finished = self.results.read_until(False, deadline)
+        state: dict[str, Any] = {}
+        try:
+            if not finished:
+                with contextlib.suppress(docker.errors.APIError):
+                    self.client.api.kill(self._id)
+            self.client.api.wait(self._id, timeout=KILL_GRACE_SECONDS)
+            state = self.client.api.inspect_container(self._id).get("State") or {}
+        except ENGINE_ERRORS as error:
+            problem = f"the Docker engine failed this sandbox: {type(error).__name__}: {error}"
+        relay_failure = self._relay.failure if self._relay else None
+        if problem is None and relay_failure and finished:
+            problem = f"the attach stream broke: {relay_failure}"
+        stderr_tail = self.results.stderr_tail
+        if problem:
+            stderr_tail = (stderr_tail + "\n" + problem)[-STDERR_TAIL_BYTES:]
+        exit_code = self.results.exit_code
+        if state.get("ExitCode") is not None:
+            exit_code = _exit_code(state.get("ExitCode"))
+        return WorkerOutcome(
+            stdout=self.results.episode or b"",
+            stderr_tail=stderr_tail,
+            exit_code=exit_code if state or exit_code is not None else None,
+            timed_out=not finished,
+            oom_killed=bool(state.get("OOMKilled")),
+            stdout_truncated=self.results.truncated,
+        )
+
+    def destroy(self) -> None:
+        with self._lock:
+            if self._destroyed:
+                return
+            self._destroyed = True
+        if self.container_id is not None:
+            try:
+                self.client.api.remove_container(self.container_id, force=True)
+            except docker.errors.NotFound:
+                pass
+            except ENGINE_ERRORS:
+                with _unremoved_lock:
+                    _unremoved.add(self.container_id)
+        with contextlib.suppress(OSError):
+            if self._relay is not None:
+                _raw_socket(self._attached).close()
+        if self._relay is not None:
+            self._relay.thread.join(timeout=KILL_GRACE_SECONDS)
+            close_quietly(self._relay.stdout_read, self._relay.stderr_read)
+        with contextlib.suppress(Exception):
+            self.client.close()
+        self.lease.release()
 
 
 class DockerBackend:
@@ -215,7 +320,7 @@ class DockerBackend:
             LABEL: "1",
             LABEL_HOST: socket.gethostname(),
             LABEL_PID: str(os.getpid()),
-            LABEL_PID_START: _process_start(os.getpid()) or "",
+            LABEL_PID_START: process_start(os.getpid()) or "",
         }
 
     def _warn_if_stale(self, image_info: Any) -> None:
@@ -233,135 +338,54 @@ class DockerBackend:
                 stacklevel=3,
             )
 
-    def _client(self) -> docker.DockerClient:
-        # One client per worker: workers run in threads, and each hijacks a connection.
+    def client(self) -> docker.DockerClient:
+        # One client per sandbox: sandboxes live in threads, and each hijacks a connection.
         return docker.from_env(version=self.api_version, timeout=60)
 
-    def _placement(self, request: bytes) -> tuple[bytes, dict[str, Any]]:
-        """Pin the container to the request's CPU when the engine has it (module doc)."""
-        data = json.loads(request)
-        limits: dict[str, Any] = {"nano_cpus": CPUS_PER_WORKER * 1_000_000_000}
-        if data.get("cpu") is None:
-            return request, limits
-        if 0 <= int(data["cpu"]) < self.engine_cpus:
-            return request, {**limits, "cpuset_cpus": str(int(data["cpu"]))}
-        data["cpu"] = None  # the harness would fail to pin itself to a CPU the engine lacks
-        return json.dumps(data).encode(), limits
+    def start_sandbox(self, cpu: int | None, prepare: Prepare | None) -> DockerSandbox:
+        try:
+            return DockerSandbox(self, cpu, prepare)
+        except ENGINE_ERRORS as error:
+            raise SandboxUnavailable(f"the Docker engine failed: {error}") from error
 
-    def container_config(self, cpu_limits: dict[str, Any]) -> dict[str, Any]:
+    def close(self) -> None:
+        pass
+
+    def container_config(
+        self, lease: UidLease, cpu: int | None, prepare: Prepare | None
+    ) -> dict[str, Any]:
+        """create_container's arguments, with the host settings under "host_config"."""
         memory = f"{self.limits.sandbox_memory_mb}m"
-        return {
-            "image": self.image,
-            "command": [IMAGE_PYTHON, "-s", "-m", "sandbox.runtime.harness"],
-            "stdin_open": True,  # with detach=False this also sets StdinOnce: EOF ends stdin
-            "user": f"{SANDBOX_UID}:{SANDBOX_UID}",
-            "environment": dict(SANDBOX_ENV),
-            "working_dir": "/tmp",
-            "hostname": "evocade",
+        command = [IMAGE_PYTHON, "-s", "-m", "sandbox.runtime.harness"]
+        command += ["--uid", str(lease.harness_uid), "--policy-uid", str(lease.policy_uid)]
+        if prepare is not None:
+            setting = f"{prepare.game},{prepare.frameskip},{prepare.repeat_action_probability}"
+            command += ["--prepare", setting]
+        host: dict[str, Any] = {
             "network_mode": "none",
             "ipc_mode": "none",
             "read_only": True,
-            "tmpfs": {"/tmp": f"rw,nosuid,nodev,noexec,size={self.limits.tmpfs_mb}m,mode=1777"},
+            "tmpfs": {"/tmp": "ro,nosuid,nodev,noexec,size=1m,mode=0755"},
             "cap_drop": ["ALL"],
+            "cap_add": ["SETUID", "SETGID", "SETPCAP"],  # used once by the harness (module doc)
             "security_opt": ["no-new-privileges"],
             "pids_limit": self.limits.pids,
             "mem_limit": memory,
             "memswap_limit": memory,
             "log_config": {"type": "none", "config": {}},  # output comes over the attach socket
+            "nano_cpus": CPUS_PER_SANDBOX * 1_000_000_000,
+        }
+        if cpu is not None and 0 <= cpu < self.engine_cpus:
+            host["cpuset_cpus"] = str(cpu)
+        return {
+            "image": self.image,
+            "command": command,
+            "stdin_open": True,  # with detach=False this also sets StdinOnce: EOF ends stdin
+            "user": "0:0",
+            "environment": dict(HARNESS_ENV),
+            "working_dir": "/",
+            "hostname": "evocade",
             "labels": dict(self.creator_labels),
             "use_config_proxy": False,
-            **cpu_limits,
+            "host_config": host,
         }
-
-    def run_worker(self, request: bytes, wall_seconds: float) -> WorkerOutcome:
-        started = time.monotonic()
-        request, cpu_limits = self._placement(request)
-        client = self._client()
-        container_id: str | None = None
-        streams: _Streams | None = None
-        timed_out = False
-        problem: str | None = None
-        state: dict[str, Any] = {}
-        try:
-            if _unremoved:
-                retry_removals(client)
-            container_id = client.api.create_container(
-                **_create_args(client, self.container_config(cpu_limits))
-            )["Id"]
-            attached = client.api.attach_socket(
-                container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
-            )
-            raw = _raw_socket(attached)
-            if hasattr(raw, "settimeout"):
-                raw.settimeout(None)  # an episode may print nothing for minutes
-            streams = _Streams(attached)
-            streams.thread.start()
-            client.api.start(container_id)
-            with contextlib.suppress(OSError):  # a harness that died at once; its exit says why
-                _send_and_close(attached, request)
-            streams.thread.join(max(0.0, started + wall_seconds - time.monotonic()))
-            if streams.thread.is_alive():
-                timed_out = True
-            else:
-                deadline = started + wall_seconds
-                try:
-                    client.api.wait(container_id, timeout=max(1.0, deadline - time.monotonic()))
-                except requests.exceptions.RequestException:
-                    # A read timeout (over a unix socket it comes as a ConnectionError) only
-                    # once the budget is spent; before that, the engine itself failed.
-                    if time.monotonic() < deadline - 0.5:
-                        raise
-                    timed_out = True
-            if timed_out:
-                with contextlib.suppress(docker.errors.APIError):
-                    client.api.kill(container_id)
-                client.api.wait(container_id, timeout=KILL_GRACE_SECONDS)
-                streams.thread.join(KILL_GRACE_SECONDS)
-            state = client.api.inspect_container(container_id).get("State") or {}
-        except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
-            problem = f"the Docker engine failed this worker: {type(error).__name__}: {error}"
-        finally:
-            if container_id is not None:
-                try:
-                    client.api.remove_container(container_id, force=True)
-                except docker.errors.NotFound:
-                    pass
-                except (docker.errors.DockerException, requests.exceptions.RequestException):
-                    with _unremoved_lock:
-                        _unremoved.add(container_id)
-            client.close()
-        stderr_tail = streams.stderr_tail if streams else ""
-        if problem is None and streams is not None and streams.failure and not timed_out:
-            problem = f"the attach stream broke: {streams.failure}"
-        if problem:
-            stderr_tail = (stderr_tail + "\n" + problem)[-STDERR_TAIL_BYTES:]
-        return WorkerOutcome(
-            stdout=streams.stdout if streams else b"",
-            stderr_tail=stderr_tail,
-            exit_code=_exit_code(state.get("ExitCode")) if state else None,
-            timed_out=timed_out,
-            oom_killed=bool(state.get("OOMKilled")),
-            stdout_truncated=streams.truncated if streams else False,
-        )
-
-
-def _create_args(client: docker.DockerClient, config: dict[str, Any]) -> dict[str, Any]:
-    """Split the flat settings into create_container's arguments and its host_config."""
-    host_keys = {
-        "network_mode",
-        "ipc_mode",
-        "read_only",
-        "tmpfs",
-        "cap_drop",
-        "security_opt",
-        "pids_limit",
-        "mem_limit",
-        "memswap_limit",
-        "log_config",
-        "nano_cpus",
-        "cpuset_cpus",
-    }
-    host = {key: value for key, value in config.items() if key in host_keys}
-    args = {key: value for key, value in config.items() if key not in host_keys}
-    args["host_config"] = client.api.create_host_config(**host)
-    return args

@@ -1,15 +1,20 @@
 """The trusted harness: owns the emulator, counts the reward, and plays the policy over a pipe.
 
-Runs inside the sandbox (or, with `--sandbox none`, as a plain child process). It reads one JSON
-request on stdin and writes one JSON line per finished episode on stdout. The policy runs in a
-separate, confined process started afresh for every episode; it only ever sees observation
-dicts and only ever sends back action indices, so it cannot touch the emulator or the score.
+One harness plays exactly one episode in one sandbox, then the sandbox is torn down. It is
+started warm (imports done, emulator built, the policy's interpreter already running and waiting
+for its program), says `{"ready": true}`, reads one `EpisodeSpec`, plays, writes one
+`{"episode": ...}` line (sandbox/runtime/protocol.py). The policy runs in a separate, confined
+process with a uid of its own; it only ever sees observation dicts and only ever sends back
+action indices, so it cannot touch the emulator or the score. The harness cannot signal it (the
+uids differ): a policy that misbehaves is left alone, and the sandbox's teardown kills it.
+
+Two ways in: `serve()` from the fork server (bwrap: the harness is forked, pre-imported, into a
+fresh sandbox), and `main()`, a process of its own (docker, `--sandbox none`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import select
@@ -19,26 +24,43 @@ import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
-from sandbox.games import ACTION_ALPHABET, get_game
-from sandbox.runtime.emulator import ale_of, make_env
+import orjson
+
+from sandbox.games import ACTION_ALPHABET, Game, get_game
+from sandbox.runtime.emulator import ResetSnapshot, ale_of, make_env, reset, take_snapshot
 from sandbox.runtime.observation import build_observation
+from sandbox.runtime.protocol import EpisodeSpec, Status
 
-STARTUP_SECONDS = 15.0  # interpreter start, imports and the policy's module body
+STARTUP_SECONDS = 15.0  # the policy's interpreter start, imports and module body
 END_SECONDS = 2.0
 EXIT_GRACE_SECONDS = 1.0  # for a policy process that closed its pipe to finish exiting
-MAX_REPLY_BYTES = 1 << 20
+MAX_REQUEST_BYTES = 1 << 22
+REPLY_OVERHEAD_BYTES = 64 << 10  # room for a traceback beside the captured output
 _PR_SET_DUMPABLE = 4
-# Once per step: json.dumps with any non-default option builds a new encoder on every call.
-_encode = json.JSONEncoder(separators=(",", ":")).encode
+# The observation crosses to the policy once per step: orjson encodes an object-heavy one
+# (Space Invaders: ~40 objects) ~20x faster than the standard library (benchmarks/).
+_OBS_OPTIONS = orjson.OPT_APPEND_NEWLINE
+
+
+@dataclass
+class PreparedEmulator:
+    """An emulator built ahead for one setting, with snapshots of its reset for some seeds."""
+
+    env: Any
+    snapshots: dict[int, ResetSnapshot] = field(default_factory=dict)
+
+
+PreparedEnvs = dict[tuple[str, int, float], PreparedEmulator]
 
 
 class ReplyReader:
     """Reads newline-framed replies from the policy with a deadline and a size cap."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, cap_bytes: int) -> None:
         self.fd = fd
+        self.cap_bytes = cap_bytes
         self.buffer = b""
         self.overflowed = False
         self.poller = select.poll()
@@ -46,14 +68,14 @@ class ReplyReader:
 
     def read_line(self, timeout_seconds: float) -> bytes | None:
         """A line without its newline; None on timeout; b"" when the policy process is gone or
-        sent more than MAX_REPLY_BYTES without a newline (then `overflowed` is set)."""
+        sent more than `cap_bytes` without a newline (then `overflowed` is set)."""
         deadline = time.monotonic() + timeout_seconds
         while True:
             newline = self.buffer.find(b"\n")
             if newline >= 0:
                 line, self.buffer = self.buffer[:newline], self.buffer[newline + 1 :]
                 return line or b" "
-            if len(self.buffer) > MAX_REPLY_BYTES:
+            if len(self.buffer) > self.cap_bytes:
                 self.overflowed = True
                 return b""
             remaining = deadline - time.monotonic()
@@ -123,55 +145,58 @@ class TraceRecorder:
 
 
 class PolicyProcess:
-    """One confined interpreter running policy_runner for one episode."""
+    """The confined interpreter that runs one episode's policy (sandbox/runtime/policy_runner.py).
 
-    def __init__(self, setup: dict[str, Any]) -> None:
-        request_read, self._request_write = os.pipe()
-        self._reply_read, reply_write = os.pipe()
-        package_root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
-        env = {
-            "PATH": "/usr/bin:/bin",
-            "PYTHONPATH": package_root,
-            "PYTHONHASHSEED": "0",  # same program + same seed => same episode
-            "PYTHONDONTWRITEBYTECODE": "1",
-        }
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-s",
-                "-m",
-                "sandbox.runtime.policy_runner",
-                str(request_read),
-                str(reply_write),
-            ],
+    Started before the episode is known, so its interpreter start-up is off the critical path;
+    it waits for its setup message. Never reused: one process, one program, one episode.
+    """
+
+    def __init__(self, pid: int, request_fd: int, reply_fd: int) -> None:
+        self.pid = pid
+        self._request_fd = request_fd
+        os.set_blocking(request_fd, False)
+        self._writable = select.poll()
+        self._writable.register(request_fd, select.POLLOUT)
+        self.reader = ReplyReader(reply_fd, REPLY_OVERHEAD_BYTES)
+        self.rusage: Any = None
+        self.exit_status: int | None = None
+
+    @classmethod
+    def spawn(cls, argv: list[str], env: dict[str, str], user: int | None) -> PolicyProcess:
+        """Start the runner as a child (docker, `--sandbox none`): argv gets the two pipe ends."""
+        request_read, request_write = os.pipe()
+        reply_read, reply_write = os.pipe()
+        process = subprocess.Popen(
+            [*argv, str(request_read), str(reply_write)],
             pass_fds=(request_read, reply_write),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            # The runner's own start-up errors reach our stderr (the host keeps its tail);
-            # it points fd 1 and 2 at /dev/null before any policy code runs.
             env=env,
-            cwd="/tmp" if os.path.isdir("/tmp") else "/",
+            cwd="/",
+            start_new_session=True,
+            user=user,
+            group=user,
+            extra_groups=[] if user is not None else None,
         )
         os.close(request_read)
         os.close(reply_write)
-        os.set_blocking(self._request_write, False)
-        self._writable = select.poll()
-        self._writable.register(self._request_write, select.POLLOUT)
-        self.reader = ReplyReader(self._reply_read)
-        self.rusage: Any = None
-        self.exit_status: int | None = None
-        self.send(setup, STARTUP_SECONDS)
+        return cls(process.pid, request_write, reply_read)
+
+    def set_output_cap(self, output_bytes: int) -> None:
+        """What the policy may send in one message: its captured prints (JSON-escaped, up to 6
+        bytes a character) plus a traceback. Counted here, not in the untrusted process."""
+        self.reader.cap_bytes = 6 * output_bytes + REPLY_OVERHEAD_BYTES
 
     def send(self, message: Any, timeout_seconds: float) -> bool | None:
         """Write one message: True when written, False when the policy process has closed its
         end, None when it left the pipe full for `timeout_seconds` (it stopped reading, say
         after queueing replies ahead and going to sleep): a blocking write would hang here."""
-        data = (_encode(message) + "\n").encode()
+        data = orjson.dumps(message, option=_OBS_OPTIONS)
         deadline = time.monotonic() + timeout_seconds
         try:
             while data:
                 try:  # the pipe almost always has room: write first, poll only when full
-                    data = data[os.write(self._request_write, data) :]
+                    data = data[os.write(self._request_fd, data) :]
                     continue
                 except BlockingIOError:
                     pass
@@ -182,42 +207,23 @@ class PolicyProcess:
             return False
         return True
 
-    def kill(self) -> None:
+    def stop(self) -> None:
+        """Stop talking to it, and kill it if we may (same uid: `--sandbox none`); otherwise
+        the sandbox's teardown does."""
         if self.exit_status is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.kill()
-
-    def reap(self) -> None:
-        """Wait for the process and keep its resource usage (CPU time, peak memory)."""
-        if self.exit_status is None:
-            _, status, rusage = os.wait4(self.process.pid, 0)
-            self.process.returncode = os.waitstatus_to_exitcode(status)
-            self.exit_status = self.process.returncode
-            self.rusage = rusage
-        for fd in (self._request_write, self._reply_read):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(self.pid, signal.SIGKILL)
+        for fd in (self._request_fd, self.reader.fd):
             with contextlib.suppress(OSError):
                 os.close(fd)
 
-    def peak_memory_mb(self) -> float:
-        """Peak resident memory of the policy interpreter (VmHWM restarts at exec, unlike
-        ru_maxrss, which would report the harness's size at fork time)."""
-        try:
-            with open(f"/proc/{self.process.pid}/status") as status:
-                for line in status:
-                    if line.startswith("VmHWM:"):
-                        return round(int(line.split()[1]) / 1024, 2)
-        except OSError:
-            pass
-        return 0.0
-
-    def _exited_within(self, seconds: float) -> bool:
-        """Reap the process if it exits within `seconds` (it is not killed here)."""
+    def exited_within(self, seconds: float) -> bool:
+        """Reap the process if it exits within `seconds` (it is not signalled here)."""
         deadline = time.monotonic() + seconds
         while self.exit_status is None:
-            pid, status, rusage = os.wait4(self.process.pid, os.WNOHANG)
+            pid, status, rusage = os.wait4(self.pid, os.WNOHANG)
             if pid:
-                self.process.returncode = os.waitstatus_to_exitcode(status)
-                self.exit_status = self.process.returncode
+                self.exit_status = os.waitstatus_to_exitcode(status)
                 self.rusage = rusage
                 break
             if time.monotonic() >= deadline:
@@ -225,31 +231,48 @@ class PolicyProcess:
             time.sleep(0.01)
         return True
 
-    def death_reason(self, cpu_seconds: int) -> tuple[str, str]:
+    def cpu_seconds(self) -> float:
+        """CPU time of the policy process: from its rusage once reaped, else from /proc."""
+        if self.rusage is not None:
+            return float(self.rusage.ru_utime + self.rusage.ru_stime)
+        try:
+            with open(f"/proc/{self.pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            return 0.0
+
+    def peak_memory_mb(self) -> float:
+        """Peak resident memory of the policy interpreter (VmHWM; read before it is reaped)."""
+        try:
+            with open(f"/proc/{self.pid}/status") as status:
+                for line in status:
+                    if line.startswith("VmHWM:"):
+                        return round(int(line.split()[1]) / 1024, 2)
+        except OSError:
+            pass
+        return 0.0
+
+    def death_reason(self, cpu_seconds: int) -> tuple[Status, str]:
         """Why the process stopped talking: (status, message).
 
         Usually it died. One that closed its end of a pipe, or flooded it without a newline,
-        but goes on running broke the protocol: it is killed, never waited for (waiting would
-        hang the harness, and with it every later episode of this worker).
+        but goes on running broke the protocol: it is never waited for (waiting would hang the
+        harness); the sandbox's teardown kills it.
         """
-        if self.reader.overflowed or not self._exited_within(EXIT_GRACE_SECONDS):
-            self.kill()
-            self.reap()
+        if self.reader.overflowed or not self.exited_within(EXIT_GRACE_SECONDS):
             what = (
-                f"sent a reply of more than {MAX_REPLY_BYTES} bytes"
+                f"sent a message of more than {self.reader.cap_bytes} bytes"
                 if self.reader.overflowed
                 else "closed its pipe to the harness but kept running"
             )
-            return "crashed", f"the policy process {what} and was killed"
-        self.reap()
+            return Status.CRASHED, f"the policy process {what} and was stopped"
         code = self.exit_status or 0
-        cpu = self.rusage.ru_utime + self.rusage.ru_stime if self.rusage else 0.0
-        if code in (-signal.SIGXCPU, -signal.SIGKILL) and cpu >= cpu_seconds - 0.5:
-            return "timeout", f"the policy used its {cpu_seconds} s of CPU time"
+        if code in (-signal.SIGXCPU, -signal.SIGKILL) and self.cpu_seconds() >= cpu_seconds - 0.5:
+            return Status.TIMEOUT, f"the policy used its {cpu_seconds} s of CPU time"
         if code < 0:
-            name = signal.Signals(-code).name
-            return "crashed", f"the policy process was killed by {name}"
-        return "crashed", f"the policy process exited with code {code}"
+            return Status.CRASHED, f"the policy process was killed by {signal.Signals(-code).name}"
+        return Status.CRASHED, f"the policy process exited with code {code}"
 
 
 def _parse_reply(line: bytes) -> int | dict[str, Any]:
@@ -266,111 +289,197 @@ def _parse_reply(line: bytes) -> int | dict[str, Any]:
     return {"protocol": "the policy process sent a reply that is neither an action nor a message"}
 
 
-def play_episode(env: Any, seed: int, request: dict[str, Any]) -> dict[str, Any]:
-    game = get_game(request["game"])
-    limits = request["limits"]
-    max_steps = int(request["env"]["max_steps"])
-    n_actions = len(game.actions)
-    list_categories = frozenset(game.list_categories)
-    ale = ale_of(env)
-    started = time.monotonic()
-    wall_deadline = started + float(limits["episode_wall_seconds"])
-    act_seconds = float(limits["act_seconds"])
-    recorder = TraceRecorder(int(limits["trace_window_steps"]), int(limits["trace_snapshots"]))
+@dataclass
+class Episode:
+    """One episode being played: what the harness knows so far."""
 
-    env.reset(seed=seed)
-    lives = ale.lives() if game.has_lives else None
-    obs = build_observation(env.objects, list_categories, lives, at_reset=True)
-    policy = PolicyProcess(
-        {
-            "source": request["source"],
-            "restricted": bool(request["restricted"]),
-            "seed": seed,
-            "n_actions": n_actions,
-            "memory_mb": int(limits["memory_mb"]),
-            "cpu_seconds": int(limits["episode_cpu_seconds"]),
-            "output_bytes": int(limits["output_bytes"]),
-        }
-    )
-    status, error, output = "ok", None, ""
-    total, step = 0.0, 0
+    spec: EpisodeSpec
+    game: Game
+    env: Any
+    policy: PolicyProcess
+    started: float = field(default_factory=time.monotonic)
+    status: Status = Status.OK
+    error: str | None = None
+    output: str = ""
+    episode_return: float = 0.0
+    step: int = 0
+    step_capped: bool = False
 
+    def __post_init__(self) -> None:
+        limits = self.spec.limits
+        self.wall_deadline = self.started + limits.episode_wall_seconds
+        self.recorder = TraceRecorder(limits.trace_window_steps, limits.trace_snapshots)
+        self.ale = ale_of(self.env)
+
+    def fail(self, status: Status, error: str | None, output: str = "") -> None:
+        self.status, self.error, self.output = status, error, output
+
+    def fail_from_reply(self, message: Any) -> None:
+        """A non-action reply: the policy's error, an invalid action, a protocol breach."""
+        if not isinstance(message, dict):
+            self.fail(Status.CRASHED, "the policy process sent an unexpected reply")
+            return
+        output = str(message.get("output", ""))
+        step, actions = self.step, self.game.actions
+        if "invalid" in message:
+            valid = ", ".join(f"{i} {name}" for i, name in enumerate(actions))
+            self.fail(
+                Status.INVALID_ACTION,
+                f"act() returned {message['invalid']} at step {step}; it must return an int "
+                f"action index in 0..{len(actions) - 1} ({valid})",
+                output,
+            )
+        elif "memory" in message:
+            self.fail(Status.MEMORY, f"{message['memory']} (step {step})", output)
+        elif "error" in message:
+            self.fail(Status.ERROR, f"{message['error']}".rstrip() + f"\n(at step {step})", output)
+        else:
+            protocol = message.get("protocol", "the policy process broke the protocol")
+            self.fail(Status.CRASHED, str(protocol), output)
+
+    def policy_died(self) -> None:
+        self.fail(*self.policy.death_reason(self.spec.limits.episode_cpu_seconds))
+
+
+def _start_policy(episode: Episode) -> None:
+    """Hand the program to the waiting policy process and wait until its module has loaded."""
+    spec, policy = episode.spec, episode.policy
+    policy.set_output_cap(spec.limits.output_bytes)
+    setup = {
+        "source": spec.source,
+        "restricted": spec.restricted,
+        "seed": spec.seed,
+        "n_actions": len(episode.game.actions),
+        "memory_mb": spec.limits.memory_mb,
+        "cpu_seconds": spec.limits.episode_cpu_seconds,
+        "output_bytes": spec.limits.output_bytes,
+    }
+    if policy.send(setup, STARTUP_SECONDS) is not True:
+        episode.policy_died()
+        return
     reply = policy.reader.read_line(STARTUP_SECONDS)
     if reply is None:
-        status, error = "timeout", f"loading the module took longer than {STARTUP_SECONDS:g} s"
+        episode.fail(Status.TIMEOUT, f"loading the module took longer than {STARTUP_SECONDS:g} s")
     elif reply == b"":
-        status, error = policy.death_reason(int(limits["episode_cpu_seconds"]))
+        episode.policy_died()
     else:
         message = _parse_reply(reply)
         if not (isinstance(message, dict) and message.get("ready")):
-            status, error, output = _failure(message, step, n_actions, game.actions)
+            episode.fail_from_reply(message)
 
-    while status == "ok" and step < max_steps:
-        deadline = min(time.monotonic() + act_seconds, wall_deadline)
-        sent = policy.send(obs, max(deadline - time.monotonic(), 0.0))
-        if sent is False:
-            status, error = policy.death_reason(int(limits["episode_cpu_seconds"]))
-            break
-        reply = None if sent is None else policy.reader.read_line(deadline - time.monotonic())
-        if reply is None:
-            status = "timeout"
-            if time.monotonic() >= wall_deadline:
-                error = f"the episode exceeded {limits['episode_wall_seconds']:g} s of wall time"
-            elif sent is None:
-                error = f"the policy process stopped reading observations at step {step}"
-            else:
-                error = f"act() did not return within {act_seconds:g} s at step {step}"
-            break
-        if reply == b"":
-            status, error = policy.death_reason(int(limits["episode_cpu_seconds"]))
-            break
-        action = _parse_reply(reply)
-        if isinstance(action, int) and not 0 <= action < n_actions:
-            action = {"invalid": str(action)}  # the runner checks this too, but it is untrusted
-        if not isinstance(action, int):
-            status, error, output = _failure(action, step, n_actions, game.actions)
-            break
-        _, reward, truncated, terminated, _ = env.step(action)
-        total += reward
+
+def _ask_action(episode: Episode, obs: dict[str, Any]) -> int | None:
+    """Send the observation, read the action; None when the episode ended instead."""
+    limits, policy, step = episode.spec.limits, episode.policy, episode.step
+    deadline = min(time.monotonic() + limits.act_seconds, episode.wall_deadline)
+    sent = policy.send(obs, max(deadline - time.monotonic(), 0.0))
+    if sent is False:
+        episode.policy_died()
+        return None
+    reply = None if sent is None else policy.reader.read_line(deadline - time.monotonic())
+    if reply is None:
+        if time.monotonic() >= episode.wall_deadline:
+            error = f"the episode exceeded {limits.episode_wall_seconds:g} s of wall time"
+        elif sent is None:
+            error = f"the policy process stopped reading observations at step {step}"
+        else:
+            error = f"act() did not return within {limits.act_seconds:g} s at step {step}"
+        episode.fail(Status.TIMEOUT, error)
+        return None
+    if reply == b"":
+        episode.policy_died()
+        return None
+    action = _parse_reply(reply)
+    if isinstance(action, int) and not 0 <= action < len(episode.game.actions):
+        action = {"invalid": str(action)}  # the runner checks this too, but it is untrusted
+    if not isinstance(action, int):
+        episode.fail_from_reply(action)
+        return None
+    return action
+
+
+def _play_steps(episode: Episode, obs: dict[str, Any]) -> dict[str, Any]:
+    """The step loop; returns the last observation (for the trace)."""
+    env, ale, recorder = episode.env, episode.ale, episode.recorder
+    list_categories = frozenset(episode.game.list_categories)
+    lives = ale.lives() if episode.game.has_lives else None
+    max_steps = episode.spec.max_steps
+    while episode.step < max_steps:
+        action = _ask_action(episode, obs)
+        if action is None:
+            return obs
+        _, reward, terminated, truncated, _ = env.step(action)
+        episode.episode_return += reward
         life_lost = False
         if lives is not None:
             now = ale.lives()
             if now < lives:
                 life_lost = True
-                recorder.life_lost(step)
+                recorder.life_lost(episode.step)
             lives = now
-        recorder.record(step, obs, action, float(reward), bool(reward) or life_lost)
-        step += 1
+        recorder.record(episode.step, obs, action, float(reward), bool(reward) or life_lost)
+        episode.step += 1
         obs = build_observation(env.objects, list_categories, lives)
         if terminated or truncated:
-            break
-        if time.monotonic() >= wall_deadline:
-            status = "timeout"
-            error = f"the episode exceeded {limits['episode_wall_seconds']:g} s of wall time"
-            break
+            return obs
+        if time.monotonic() >= episode.wall_deadline:
+            limit = episode.spec.limits.episode_wall_seconds
+            episode.fail(Status.TIMEOUT, f"the episode exceeded {limit:g} s of wall time")
+            return obs
+    episode.step_capped = True
+    return obs
 
-    if status == "ok" and policy.send({"end": True}, END_SECONDS):
-        reply = policy.reader.read_line(END_SECONDS)
+
+def _collect_output(episode: Episode) -> None:
+    """Ask a clean policy for what it printed. Nobody waits for it to exit: the sandbox's
+    teardown ends it."""
+    if episode.status == Status.OK and episode.policy.send({"end": True}, END_SECONDS):
+        reply = episode.policy.reader.read_line(END_SECONDS)
         message = _parse_reply(reply) if reply else None
         if isinstance(message, dict):
-            output = str(message.get("output", ""))
-    peak_memory_mb = policy.peak_memory_mb()
-    policy.kill()
-    policy.reap()
-    recorder.flush(final_obs=obs, final_step=step)
-    rusage = policy.rusage
+            episode.output = str(message.get("output", ""))
+
+
+def play_episode(
+    emulator: PreparedEmulator, spec: EpisodeSpec, policy: PolicyProcess
+) -> dict[str, Any]:
+    """Play one episode of `spec` with the waiting `policy`; the result as JSON data."""
+    game = get_game(spec.game)
+    env = emulator.env
+    harness_cpu = time.process_time()
+    episode = Episode(spec, game, env, policy)
+    reset(env, spec.seed, emulator.snapshots)
+    lives = episode.ale.lives() if game.has_lives else None
+    obs = build_observation(env.objects, frozenset(game.list_categories), lives, at_reset=True)
+    _start_policy(episode)
+    if episode.status == Status.OK:
+        obs = _play_steps(episode, obs)
+    _collect_output(episode)
+    peak_memory_mb = policy.peak_memory_mb()  # read while it runs: its /proc entry is then gone
+    cpu_seconds = policy.cpu_seconds()
+    policy.stop()
+    episode.recorder.flush(final_obs=obs, final_step=episode.step)
     return {
-        "seed": seed,
-        "status": status,
-        "return": total,
-        "length": step,
-        "error": _clean_text(error),
-        "wall_seconds": round(time.monotonic() - started, 4),
-        "policy_cpu_seconds": round(rusage.ru_utime + rusage.ru_stime, 4) if rusage else 0.0,
+        "seed": spec.seed,
+        "status": str(episode.status),
+        "return": episode.episode_return,
+        "length": episode.step,
+        "step_capped": episode.step_capped and episode.status == Status.OK,
+        "error": _clean_text(episode.error),
+        "wall_seconds": round(time.monotonic() - episode.started, 4),
+        "policy_cpu_seconds": round(cpu_seconds, 4),
+        "harness_cpu_seconds": round(time.process_time() - harness_cpu, 4),
         "policy_peak_memory_mb": peak_memory_mb,
-        "output": _clean_text(output),
-        "trace": recorder.to_json(),
+        "output": _clean_text(_cap_output(episode.output, spec.limits.output_bytes)),
+        "trace": episode.recorder.to_json(),
     }
+
+
+def _cap_output(text: str, output_bytes: int) -> str:
+    """The policy caps its own prints, but it is untrusted: cap them again here."""
+    if len(text) <= output_bytes + 200:
+        return text
+    return text[:output_bytes] + f"\n...[{len(text) - output_bytes} more characters dropped]"
 
 
 def _clean_text(text: str | None) -> str | None:
@@ -382,30 +491,10 @@ def _clean_text(text: str | None) -> str | None:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _failure(
-    message: Any, step: int, n_actions: int, meanings: tuple[str, ...]
-) -> tuple[str, str, str]:
-    """Map a non-action reply to (status, error, output)."""
-    if not isinstance(message, dict):
-        return "crashed", "the policy process sent an unexpected reply", ""
-    output = str(message.get("output", ""))
-    if "invalid" in message:
-        valid = ", ".join(f"{i} {name}" for i, name in enumerate(meanings))
-        return (
-            "invalid_action",
-            f"act() returned {message['invalid']} at step {step}; it must return an int "
-            f"action index in 0..{n_actions - 1} ({valid})",
-            output,
-        )
-    if "memory" in message:
-        return "memory", f"{message['memory']} (step {step})", output
-    if "error" in message:
-        return "error", f"{message['error']}".rstrip() + f"\n(at step {step})", output
-    return "crashed", str(message.get("protocol", "the policy process broke the protocol")), output
+def make_undumpable() -> None:
+    """Keep the harness out of /proc/<harness>/{mem,fd,environ} for anyone but root."""
+    import ctypes
 
-
-def _make_undumpable() -> None:
-    """The policy shares our uid: keep it out of /proc/<harness>/{mem,fd,environ}."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
@@ -413,24 +502,73 @@ def _make_undumpable() -> None:
         pass
 
 
-def main() -> None:
-    results = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)  # anything a library prints goes to stderr, never into the result stream
-    request = json.loads(sys.stdin.buffer.read(1 << 22))
-    _make_undumpable()
-    if request.get("cpu") is not None:
-        with contextlib.suppress(OSError):  # a CPU this sandbox may not use: run unpinned
-            os.sched_setaffinity(0, {int(request["cpu"])})
-    env = make_env(
-        request["game"], request["env"]["frameskip"], request["env"]["repeat_action_probability"]
+def prepare_env(
+    prepared: PreparedEnvs, game: str, frameskip: int, sticky: float, seeds: list[int] | None = None
+) -> PreparedEmulator:
+    """The emulator for this setting, built once and kept (a fork inherits it, ROM loaded),
+    with reset snapshots for `seeds`."""
+    key = (get_game(game).name, int(frameskip), float(sticky))
+    if key not in prepared:
+        prepared[key] = PreparedEmulator(make_env(*key))
+    emulator = prepared[key]
+    for seed in seeds or []:
+        if seed not in emulator.snapshots:
+            emulator.snapshots[seed] = take_snapshot(emulator.env, seed)
+    return emulator
+
+
+def serve(request: BinaryIO, results: BinaryIO, policy: PolicyProcess, prepared: PreparedEnvs):
+    """Say ready, read one episode request, play it, write its result. One episode only."""
+    results.write(b'{"ready":true}\n')
+    results.flush()
+    spec = EpisodeSpec.from_json(request.read(MAX_REQUEST_BYTES))
+    emulator = prepare_env(prepared, *spec.env_setting)
+    episode = play_episode(emulator, spec, policy)
+    results.write(json.dumps({"episode": episode}, separators=(",", ":")).encode() + b"\n")
+    results.flush()
+
+
+def policy_argv(python: str, package_root: str, site_dirs: list[str]) -> list[str]:
+    """The policy interpreter's command line: no site, no user site, no environment-derived
+    path (the environment is cleared to PYTHONHASHSEED alone, which -I would ignore too, and
+    the episode must replay the same for the same seed); the runner's path set explicitly."""
+    path = [package_root, *site_dirs]
+    boot = (
+        f"import sys; sys.path[:0] = {path!r}; "
+        "from sandbox.runtime.policy_runner import main; main()"
     )
-    try:
-        for seed in request["seeds"]:
-            episode = play_episode(env, int(seed), request)
-            results.write(json.dumps(episode, separators=(",", ":")) + "\n")
-    finally:
-        env.close()
-    results.write(json.dumps({"done": True}) + "\n")
+    return [python, "-s", "-S", "-P", "-c", boot]
+
+
+def main() -> None:
+    """A harness process of its own (docker): `--uid H --policy-uid P` (started as root with
+    only CAP_SETUID/CAP_SETGID: the policy process is started under P, then the harness drops
+    to H, before anything else happens), `--prepare GAME,FRAMESKIP,STICKY` (an emulator to
+    build before saying ready)."""
+    results = os.fdopen(os.dup(1), "wb", buffering=0)
+    os.dup2(2, 1)  # anything a library prints goes to stderr, never into the result stream
+    args = dict(zip(sys.argv[1::2], sys.argv[2::2], strict=False))
+    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import site
+
+    argv = policy_argv(sys.executable, package_root, site.getsitepackages())
+    policy_uid = int(args["--policy-uid"]) if "--policy-uid" in args else None
+    if policy_uid is not None:
+        from sandbox.runtime.namespaces import drop_bounding_set
+
+        drop_bounding_set()  # the permitted CAP_SETUID/SETGID stay usable until the drop below
+    policy = PolicyProcess.spawn(argv, {"PYTHONHASHSEED": "0"}, policy_uid)
+    if "--uid" in args:
+        uid = int(args["--uid"])
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)  # from root: every capability goes with it
+    make_undumpable()
+    prepared: PreparedEnvs = {}
+    if "--prepare" in args:  # one episode per process: reset snapshots would not pay
+        game, frameskip, sticky = args["--prepare"].split(",")
+        prepare_env(prepared, game, int(frameskip), float(sticky))
+    serve(sys.stdin.buffer, results, policy, prepared)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,16 @@
 """The untrusted side: load one policy module and answer `act(obs)` calls over a pipe.
 
-Started by the harness as a fresh interpreter for every episode, so no state leaks between
-episodes or programs. It confines itself (rlimits + seccomp) before touching the policy source,
-then speaks a line protocol on two inherited file descriptors:
+Started as a fresh interpreter for every episode, before the episode is known (the sandbox is
+warm), so no state leaks between episodes or programs; it runs under a uid of its own, in its
+own session, with an empty /tmp of its own. It confines itself (rlimits + seccomp) before
+touching the policy source, then speaks a line protocol on two inherited file descriptors:
 
     harness -> runner   one JSON object per line: the observation, or {"end": true}
     runner  -> harness  an action as a bare int line (the hot path), or one JSON object:
                         {"invalid": "<repr>"}, {"error": "<traceback>"}, {"memory": "..."},
                         {"ready": true}, {"end": true, "output": "..."}
+
+The first harness -> runner message is the setup: source, seed, limits.
 
 Its stdout and stderr are /dev/null: prints are captured in memory (capped) and handed over at
 the end, so nothing the policy writes can reach the harness's result stream.
@@ -21,6 +24,8 @@ import os
 import sys
 import traceback
 from typing import Any
+
+import orjson
 
 from sandbox import policy_rules
 
@@ -90,7 +95,7 @@ class Channel:
         line = self._requests.readline()
         if not line:
             raise EOFError
-        return json.loads(line)
+        return orjson.loads(line)
 
     def send(self, message: dict[str, Any] | int) -> None:
         payload = (str(message) if isinstance(message, int) else json.dumps(message)) + "\n"
@@ -151,15 +156,20 @@ def serve(channel: Channel, act: Any, n_actions: int, output: CappedText) -> Non
 
 
 def main() -> None:
-    channel = Channel(int(sys.argv[1]), int(sys.argv[2]))
-    setup = channel.receive()
-    # Import everything a policy may use while loading native code is still possible.
+    # Started warm, before its program is known: everything a policy may use is imported now,
+    # while loading native code is still possible, and then it waits for its setup.
     for module in sorted(policy_rules.ALLOWED_MODULES):
         __import__(module)
     import random
 
     import sandbox.runtime.restricted_env  # noqa: F401
+    from sandbox.runtime.confine import confine
 
+    channel = Channel(int(sys.argv[1]), int(sys.argv[2]))
+    try:
+        setup = channel.receive()
+    except EOFError:  # the sandbox was torn down while warm
+        return
     random.seed(int(setup["seed"]))  # a policy that uses `random` replays the same episode
     output = CappedText(int(setup["output_bytes"]))
     sys.stdout = sys.stderr = output
@@ -167,8 +177,6 @@ def main() -> None:
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
     os.close(devnull)
-
-    from sandbox.runtime.confine import confine
 
     confine(int(setup["memory_mb"]), int(setup["cpu_seconds"]))
     try:
@@ -181,6 +189,7 @@ def main() -> None:
         return
     channel.send({"ready": True})
     serve(channel, act, int(setup["n_actions"]), output)
+    os._exit(0)  # nothing left to flush: skip the interpreter's teardown, ~100 ms
 
 
 if __name__ == "__main__":

@@ -232,8 +232,9 @@ def listeners() -> Iterator[Listeners]:
 # -- processes and containers ------------------------------------------------------------------
 
 
-def leftover_processes(wait_seconds: float = 3.0) -> list[int]:
-    """Descendants still there after a short grace (a reaped sandbox takes a moment to go)."""
+def leftover_processes(wait_seconds: float = 60.0) -> list[int]:
+    """Descendants still there after a grace (a reaped sandbox takes a moment to go; on a
+    loaded machine a long one, and this returns as soon as none is left)."""
     deadline = time.monotonic() + wait_seconds
     while (found := descendants()) and time.monotonic() < deadline:
         time.sleep(0.05)

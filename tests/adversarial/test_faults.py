@@ -44,6 +44,7 @@ from sandbox.backends.base import SandboxUnavailable
 from storage import StorageError, Store
 from tests.adversarial.conftest import leftover_processes
 from tests.adversarial.switch import Switch
+from tests.conftest import descendants
 from tests.engine.scripted_llm import DEFAULT_PROGRAM, Answer, ScriptedLLM
 from tests.engine.scripted_llm import Status as HttpStatus
 
@@ -119,22 +120,32 @@ def _process_tree() -> dict[int, tuple[int, str, str]]:
     return tree
 
 
-def _bwrap_with_a_running_episode() -> int | None:
-    """The outermost bwrap process (a child of this test process) in whose sandbox a policy
-    process runs, i.e. one that is mid-episode."""
+def _sandbox_init_with_a_running_episode() -> int | None:
+    """The first process (bwrap's init) of one of this test's sandboxes whose policy process
+    has begun its episode: it has loaded its seccomp filter (a warm one, waiting, has not).
+    Only this process's descendants: other test runs on the machine have sandboxes too."""
     tree = _process_tree()
-    me = os.getpid()
+    mine = set(descendants())
     for pid, (_, _, cmdline) in tree.items():
-        if "sandbox.runtime.policy_runner" not in cmdline:
+        if pid not in mine or "sandbox.runtime.policy_runner" not in cmdline:
             continue
-        ancestor, outermost = tree.get(pid, (0, "", ""))[0], None
-        while ancestor and ancestor != me:
-            parent, comm, _ = tree.get(ancestor, (0, "", ""))
-            if comm == "bwrap" and parent == me:
-                outermost = ancestor
-            ancestor = parent
-        if outermost is not None:
-            return outermost
+        try:
+            confined = "Seccomp:\t2" in Path(f"/proc/{pid}/status").read_text()
+            namespace = os.readlink(f"/proc/{pid}/ns/pid")
+        except OSError:
+            continue
+        if not confined:
+            continue
+        for other, (_, comm, _) in tree.items():
+            try:
+                if (
+                    other in mine
+                    and comm == "bwrap"
+                    and os.readlink(f"/proc/{other}/ns/pid") == namespace
+                ):
+                    return other
+            except OSError:
+                continue
     return None
 
 
@@ -149,8 +160,8 @@ def test_fault_sandbox_killed_mid_episode_is_crashed_and_the_loop_goes_on(
         armed.wait(120)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            pid = _bwrap_with_a_running_episode()
-            if pid is not None:  # its policy process runs: the episode has begun
+            pid = _sandbox_init_with_a_running_episode()
+            if pid is not None:  # killing a pid namespace's init kills everything in it
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
                 return
@@ -266,7 +277,7 @@ def test_fault_docker_engine_lost_mid_episode_is_crashed_and_the_loop_goes_on(
     assert statuses[0] == "crashed", statuses
     assert evaluation.status == "crashed"
     errors = " ".join(episode.get("error") or "" for episode in evaluation.episodes)
-    assert "Docker engine failed this worker" in errors or "attach stream broke" in errors
+    assert "Docker engine failed this sandbox" in errors or "attach stream broke" in errors
     assert outcome.reason == "iterations" and run.status == "finished"
     assert statuses[1] == "ok"
     assert _integrity(tmp_path / "run.db") == "ok"
@@ -275,7 +286,7 @@ def test_fault_docker_engine_lost_mid_episode_is_crashed_and_the_loop_goes_on(
     record(
         fault="Docker engine unreachable mid-episode, back a second later",
         outcome=(
-            'the cut episode is recorded crashed ("the Docker engine failed this worker"); '
+            'the cut episode is recorded crashed ("the Docker engine failed this sandbox"); '
             "the loop goes on and finishes; the container the worker could not remove is "
             "removed by the next worker; none is left"
         ),

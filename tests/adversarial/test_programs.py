@@ -61,15 +61,16 @@ _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="docker-twin")
 
 
 class _OnCpu:
-    """A backend whose workers pin themselves to `cpu` (evaluate() would say CPU 0)."""
+    """A backend whose sandboxes are pinned to `cpu` (a pool would start at CPU 0)."""
 
     def __init__(self, inner: Any, cpu: int) -> None:
         self.inner, self.cpu, self.name = inner, cpu, inner.name
 
-    def run_worker(self, request: bytes, wall_seconds: float):
-        data = json.loads(request)
-        data["cpu"] = self.cpu
-        return self.inner.run_worker(json.dumps(data).encode(), wall_seconds)
+    def start_sandbox(self, cpu: int | None, prepare: Any) -> Any:
+        return self.inner.start_sandbox(self.cpu, prepare)
+
+    def close(self) -> None:
+        pass
 
 
 def _placeholders(host: HostFiles, listeners) -> dict[str, str]:

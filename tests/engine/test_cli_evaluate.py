@@ -148,7 +148,8 @@ def test_cli_evaluate_report_never_counts_failed_episodes_in_the_score() -> None
 
 
 def test_cli_evaluate_report_flags_step_capped_episodes() -> None:
-    result = _result([_episode(0, Status.OK, -3.0, 300), _episode(1, Status.OK, -5.0, 120)], 300)
+    capped = _episode(0, Status.OK, -3.0, 300, step_capped=True)  # the harness says so
+    result = _result([capped, _episode(1, Status.OK, -5.0, 120)], 300)
     text = render_result("p.py", result)
     seed0, seed1 = (line for line in text.splitlines() if line.lstrip().startswith("seed "))
     assert "cut at the step cap" in seed0 and "cut at the step cap" not in seed1

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from sandbox.backends.uids import UID_BASE
 from sandbox.evaluate import evaluate
 from sandbox.results import Status
 from sandbox.settings import EnvSettings, Limits
@@ -146,7 +147,9 @@ def test_hostile_program_sees_no_host_processes_or_repository(bwrap_backend) -> 
         "    except OSError:\n"
         "        repo = None\n"
         "    pids = [p for p in os.listdir('/proc') if p.isdigit()]\n"
-        "    print(json.dumps([len(pids), os.getuid(), repo]))\n"
+        "    status = open('/proc/%d/status' % os.getppid()).read().splitlines()\n"
+        "    harness_uid = int([l for l in status if l.startswith('Uid:')][0].split()[1])\n"
+        "    print(json.dumps([len(pids), os.getuid(), harness_uid, repo]))\n"
         "    return 0\n"
     )
     result = evaluate(
@@ -160,9 +163,10 @@ def test_hostile_program_sees_no_host_processes_or_repository(bwrap_backend) -> 
     )
     episode = result.episodes[0]
     assert episode.status == Status.OK, episode.error
-    n_pids, uid, repo_listing = json.loads(episode.output)
-    assert uid == 65534
-    assert n_pids <= 3  # bwrap's init, the harness, the runner: nothing from the host
+    n_pids, uid, harness_uid, repo_listing = json.loads(episode.output)
+    # A uid pair of the sandbox's own: the policy's is not the harness's, nor anybody's.
+    assert uid >= UID_BASE and harness_uid >= UID_BASE and uid != harness_uid
+    assert n_pids <= 4  # bwrap's init, its stub, the harness, the runner: nothing from the host
     # At most the virtualenv is visible where the repository lives: no source, no database.
     assert repo_listing in (None, [], [".venv"])
 
@@ -190,19 +194,27 @@ def test_int_enum_actions_are_accepted(bwrap_backend) -> None:
 
 
 @pytest.mark.bwrap
-def test_stale_empty_cgroups_are_reaped(bwrap_backend) -> None:
-    import time as clock
-
+def test_stale_cgroups_of_dead_makers_are_reaped_whatever_their_age(bwrap_backend) -> None:
     from sandbox.backends.cgroups import SandboxCgroup, reap_stale_groups
 
-    group = SandboxCgroup(memory_mb=128, pids=8)
-    group.create()  # as left behind by an engine killed with SIGKILL
+    dead = SandboxCgroup(memory_mb=128, pids=8, cpu=0)
+    # As left behind by an engine killed with SIGKILL: named for a process that is gone.
+    dead.name = f"evocade/{_dead_pid()}-12345-{os.urandom(6).hex()}"
+    dead.dirs = [path.parent / dead.name.split("/")[1] for path in dead.dirs]
+    alive = SandboxCgroup(memory_mb=128, pids=8, cpu=0)  # named for this live process
+    dead.create()
+    alive.create()
     try:
-        assert reap_stale_groups(max_age_seconds=3600) == 0 or all(p.exists() for p in group.dirs)
-        old = clock.time() - 7200
-        for path in group.dirs:
-            os.utime(path, (old, old))
         reap_stale_groups(max_age_seconds=3600)
-        assert not any(path.exists() for path in group.dirs)
+        assert not any(path.exists() for path in dead.dirs)  # seconds old, yet gone
+        assert all(path.exists() for path in alive.dirs)
     finally:
-        group.remove()
+        dead.remove()
+        alive.remove()
+
+
+def _dead_pid() -> int:
+    pid = 4_000_000
+    while Path(f"/proc/{pid}").exists():
+        pid += 1
+    return pid
