@@ -21,11 +21,14 @@ exchanges, and the loop records that like any other outcome. Only an exception f
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import os
 import random
+import select
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -65,6 +68,41 @@ class _Attempt:
     retry_after_seconds: float | None = None
     rate_limited: bool = False  # a 429: closes the shared gate
     cancelled: bool = False  # aborted by `cancel()`
+
+
+class CancelFlag:
+    """Set once, from any thread or from a signal handler; cuts `wait` short.
+
+    A self-pipe rather than `threading.Event`: `Event.set()` takes the event's lock, which the
+    main thread may hold at the very moment a signal handler interrupts it (inside
+    `Event.wait`), and the handler would then wait for itself forever. Writing a byte to a
+    non-blocking pipe takes no lock; `select` on the pipe wakes every waiter.
+    """
+
+    def __init__(self) -> None:
+        self._set = False
+        self._read_fd, self._write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        weakref.finalize(self, _close_fds, self._read_fd, self._write_fd)
+
+    def set(self) -> None:
+        self._set = True
+        with contextlib.suppress(OSError):  # full (already set many times): fine
+            os.write(self._write_fd, b"x")
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def wait(self, seconds: float) -> None:
+        if not self._set and seconds > 0:
+            poller = select.poll()  # not select(): no limit on the descriptor's number
+            poller.register(self._read_fd, select.POLLIN)
+            poller.poll(seconds * 1000)
+
+
+def _close_fds(*fds: int) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 class LlmProposer:
@@ -117,7 +155,7 @@ class LlmProposer:
         self.prices = dict(prices or {})
         self.backoff_base_seconds = backoff_base_seconds
         self.backoff_cap_seconds = backoff_cap_seconds
-        self._cancelled = threading.Event()
+        self._cancelled = CancelFlag()
         self._sleep = sleep or self._cancellable_sleep
         self._clock = clock
         self._rng = rng or random.Random()
@@ -146,8 +184,9 @@ class LlmProposer:
     def cancel(self) -> None:
         """Abort every request in flight now and make every `propose` return promptly.
 
-        Safe from any thread and from a signal handler; idempotent; permanent (a cancelled
-        proposer sends nothing more: make a new one to continue).
+        Safe from any thread and from a signal handler (it takes no lock the interrupted code
+        could hold); idempotent; permanent (a cancelled proposer sends nothing more: make a new
+        one to continue).
         """
         self._cancelled.set()
         self._transport.abort_all()

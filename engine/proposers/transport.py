@@ -11,7 +11,9 @@ immediately and the client raises a connection error, which the proposer reports
 Every request opens its own connection (no keep-alive), so a socket belongs to exactly one
 request: one TCP (and TLS) handshake per call is noise next to a call that takes seconds.
 A request still connecting when `abort_all()` runs is aborted as soon as its connection is
-made; the connect itself is bounded by the client's connect timeout.
+made; the connect itself is bounded by the client's connect timeout. Requests that httpx routes
+through a proxy from the environment (HTTP(S)_PROXY) bypass this transport and can only be
+stopped by their timeouts.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ class CancellableTransport(httpx2.BaseTransport):
         self._inner = httpx2.HTTPTransport(
             limits=httpx2.Limits(max_connections=None, max_keepalive_connections=0)
         )
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: abort_all may run in a signal handler
         self._in_flight: set[_InFlight] = set()
         self._aborted = False
 
@@ -86,7 +88,7 @@ class _InFlight:
 
     def __init__(self, chained: Trace | None) -> None:
         self._chained = chained
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: abort_all may run in a signal handler
         self._sockets: list[socket.socket] = []
         self._aborted = False
 

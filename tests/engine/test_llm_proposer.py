@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import random
+import signal
 import socket
 import threading
 import time
@@ -608,3 +610,38 @@ def test_rate_gate_without_retry_after_doubles_until_an_answer():
     assert gate.limited_in_a_row == 6
     gate.answered()
     assert gate.limited_in_a_row == 0 and 0.5 <= gate.rate_limited(None) <= 1.0
+
+
+@pytest.mark.parametrize("where", ["request", "backoff"])
+def test_llm_proposer_cancel_from_a_signal_handler_in_the_proposing_thread(context, where):
+    """What SIGTERM does: the handler runs in the main thread, the one blocked in propose."""
+    script = ["hang"] if where == "request" else ["unavailable_503"]
+    with ChaosLLM(script=script, weights={"ok": 1.0}, hang_seconds=GENEROUS_SECONDS * 5) as chaos:
+        llm_proposer = chaos_proposer(
+            chaos,
+            timeout_seconds=GENEROUS_SECONDS * 5,
+            backoff_base_seconds=GENEROUS_SECONDS * 5,
+            backoff_cap_seconds=GENEROUS_SECONDS * 5,
+        )
+        previous = signal.signal(signal.SIGUSR1, lambda signum, frame: llm_proposer.cancel())
+        reached = (
+            (lambda: chaos.hanging == 1) if where == "request" else (lambda: chaos.served == 1)
+        )
+
+        def send_signal_once_reached() -> None:
+            wait_until(reached, "the proposer to be waiting")
+            if where == "backoff":
+                time.sleep(0.2)  # most often inside the backoff wait by then; earlier works too
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+        sender = threading.Thread(target=send_signal_once_reached, daemon=True)
+        try:
+            sender.start()
+            started = time.monotonic()
+            proposal = llm_proposer.propose(context)
+            elapsed = time.monotonic() - started
+        finally:
+            sender.join(GENEROUS_SECONDS)
+            signal.signal(signal.SIGUSR1, previous)
+    assert proposal.cancelled and len(proposal.exchanges) == 1
+    assert elapsed < GENEROUS_SECONDS  # far less than the hang, timeout or backoff
