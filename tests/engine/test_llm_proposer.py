@@ -7,8 +7,11 @@ import os
 import random
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +29,7 @@ from engine.proposers.llm import (
 )
 from sandbox.checker import check_source
 from sandbox.games import get_game
+from storage import Store
 from tests.engine.chaos_llm import ChaosLLM
 from tests.engine.scripted_llm import DEFAULT_PROGRAM, Answer, Hang, Raw, ScriptedLLM, Status
 
@@ -645,3 +649,75 @@ def test_llm_proposer_cancel_from_a_signal_handler_in_the_proposing_thread(conte
             signal.signal(signal.SIGUSR1, previous)
     assert proposal.cancelled and len(proposal.exchanges) == 1
     assert elapsed < GENEROUS_SECONDS  # far less than the hang, timeout or backoff
+
+
+KILLED_DURING_BACKOFF = """
+import random, sys
+sys.path.insert(0, sys.argv[3])
+from engine.proposers.base import ProposalContext, ScoredSource
+from engine.proposers.llm import LlmProposer
+from sandbox.games import get_game
+from storage import Store
+
+store = Store.open(sys.argv[1])
+run = store.create_run("Pong", {})
+print("run", run.id, flush=True)
+
+
+def record(exchange):
+    store.record_llm_call(
+        run.id,
+        call_id=exchange.id,
+        prompt=exchange.prompt,
+        model=exchange.model,
+        response=exchange.response,
+        error=exchange.error,
+        latency_seconds=exchange.latency_seconds,
+    )
+    print("recorded", exchange.id, flush=True)
+
+
+proposer = LlmProposer(
+    "m",
+    base_url=sys.argv[2],
+    api_key="k",
+    max_retries=10,
+    backoff_base_seconds=600.0,
+    backoff_cap_seconds=600.0,
+    rng=random.Random(0),  # first backoff: 506 s, far longer than this test waits
+)
+parent = ScoredSource("def act(obs):\\n    return 0\\n", None, "p")
+context = ProposalContext(game=get_game("Pong"), parent=parent, feedback="", on_exchange=record)
+proposer.propose(context)
+"""
+
+
+def test_llm_proposer_attempts_recorded_as_they_end_survive_kill_9(tmp_path):
+    """Issue #12's "3 served, 0 recorded": a process killed while backing off from 503s."""
+    script = tmp_path / "propose.py"
+    script.write_text(KILLED_DURING_BACKOFF)
+    db = tmp_path / "calls.db"
+    root = str(Path(__file__).resolve().parents[2])
+    with ChaosLLM(weights={"unavailable_503": 1.0}) as chaos:
+        child = subprocess.Popen(
+            [sys.executable, str(script), str(db), chaos.base_url, root],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert child.stdout is not None
+            run_line = child.stdout.readline()
+            recorded_line = child.stdout.readline()  # blocks until the first attempt is stored
+            assert recorded_line.startswith("recorded "), (
+                child.stderr.read() if child.stderr else ""
+            )
+        finally:
+            child.kill()
+            child.communicate(timeout=GENEROUS_SECONDS)
+        served = chaos.served
+    run_id = run_line.split()[1]
+    with Store.open(db, create=False) as store:
+        calls = store.llm_calls(run_id)
+    assert served == len(calls) == 1
+    assert calls[0].id == recorded_line.split()[1] and "HTTP 503" in (calls[0].error or "")
