@@ -164,7 +164,7 @@ class LlmProposer:
             base_seconds=backoff_base_seconds,
             cap_seconds=backoff_cap_seconds,
             clock=clock,
-            rng=self._rng,
+            rng=random.Random(self._rng.random()),  # its own stream: no lock shared with ours
         )
         self._transport = CancellableTransport()
         self._client = openai.OpenAI(
@@ -211,12 +211,10 @@ class LlmProposer:
                 return _cancelled(exchanges)
             attempt = self._attempt(messages, prompt)
             exchanges.append(attempt.exchange)
-            if attempt.rate_limited:
+            if attempt.rate_limited:  # closes the gate for every thread, this one included
                 delay_seconds = self._gate.rate_limited(attempt.retry_after_seconds)
-            else:
-                if attempt.text is not None:
-                    self._gate.answered()
-                delay_seconds = self.backoff_seconds(attempt_index, attempt.retry_after_seconds)
+            elif attempt.text is not None:
+                self._gate.answered()
             if context.on_exchange is not None:
                 context.on_exchange(attempt.exchange)  # recorded before any backoff
             if attempt.text is not None:
@@ -230,6 +228,8 @@ class LlmProposer:
                     note=f"the LLM request failed and was not retried: {attempt.exchange.error}",
                     exchanges=tuple(exchanges),
                 )
+            if not attempt.rate_limited:
+                delay_seconds = self.backoff_seconds(attempt_index, attempt.retry_after_seconds)
         attempts = len(exchanges)
         return Proposal(
             source=None,
