@@ -198,7 +198,7 @@ def _one_process(
     text = stderr_path.read_text(errors="replace")
     process.traceback = "Traceback (most recent call last)" in text
     lines = [line for line in text.splitlines() if line.strip()]
-    process.last_error = next((line for line in reversed(lines) if "error" in line.lower()), "")
+    process.last_error = next((line for line in reversed(lines) if line.startswith("error:")), "")
     process.leftovers = _reap_session(child.pid)
     process.integrity = _quick_check(db)
     return process
