@@ -194,8 +194,8 @@ class ChaosLLM:
     def base_url(self) -> str:
         server = self._server
         assert server is not None, "start() the server first"
-        host, port = server.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        port = server.server_address[1]
+        return f"http://127.0.0.1:{port}/v1"
 
     @property
     def served(self) -> int:
