@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from engine.prompts import build_prompt
-from engine.proposers.base import ProposalContext, ScoredSource
+from engine.proposers.base import LlmExchange, ProposalContext, ScoredSource
 from engine.proposers.gate import RateGate
 from engine.proposers.llm import (
     CANCELLED_NOTE,
@@ -400,7 +400,7 @@ def test_llm_proposer_hands_each_attempt_over_before_backing_off(context):
         "sleep",
         "exchange",
     ]
-    handed = [value for kind, value in events if kind == "exchange"]
+    handed = [value for kind, value in events if isinstance(value, LlmExchange)]
     assert tuple(handed) == proposal.exchanges
     assert len({exchange.id for exchange in handed}) == 4
     assert all(len(exchange.id) == 32 for exchange in handed)

@@ -93,6 +93,9 @@ def test_migration_0004_downgrade_puts_prompts_back(database: str | Path) -> Non
             command.downgrade(config, "0003")
         with engine.connect() as connection:
             assert "llm_prompt" not in inspect(connection).get_table_names()
-            rows = dict(connection.execute(text("SELECT id, prompt FROM llm_call")).all())
+            rows: dict[str, str] = {
+                row[0]: row[1]
+                for row in connection.execute(text("SELECT id, prompt FROM llm_call"))
+            }
     assert len(rows) == CALLS
     assert all(rows[_call_id(n)] == _expected_prompt(n) for n in range(CALLS))
