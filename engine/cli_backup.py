@@ -14,6 +14,7 @@ import typer
 
 from engine.db_option import storage_errors
 from engine.errors import UserError
+from engine.textsafe import safe_line
 
 
 def backup_command(
@@ -40,8 +41,8 @@ def backup_command(
         report = backup_sqlite(location.path, out, overwrite=force)
     megabytes = report.bytes / 1e6
     print(
-        f"backed up {report.source} (schema {report.revision or '-'}) to {report.target}: "
-        f"{megabytes:.1f} MB in {report.seconds:.1f} s"
+        f"backed up {safe_line(str(report.source))} (schema {report.revision or '-'}) to "
+        f"{safe_line(str(report.target))}: {megabytes:.1f} MB in {report.seconds:.1f} s"
     )
 
 
