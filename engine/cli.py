@@ -60,6 +60,7 @@ def _root(
 
 
 COMMAND_MODULES = (  # each has `register(app)`; one line per module, so additions merge cleanly
+    "engine.cli_backup",
     "engine.cli_doctor",
     "engine.cli_evaluate",
     "engine.cli_log",

@@ -14,12 +14,17 @@ iteration, so the rules are explicit:
    earlier one is more than twice as long (the answer repeated a snippet of `act` after the
    full module).
 4. With no usable fence, the whole answer is taken when it parses as a module defining `act`.
+
+The answer may arrive in any shape a server sends as a message's `content`: a string, a list of
+parts (`[{"type": "text", "text": ...}]`), a number, null. `answer_text` reads them all, so a
+strange reply is a failed proposal, never a crash.
 """
 
 from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 _THINK_BLOCK = re.compile(r"<(think|thinking)>.*?</\1>", re.DOTALL | re.IGNORECASE)
@@ -28,6 +33,8 @@ _THINK_CLOSE = re.compile(r"</(?:think|thinking)>", re.IGNORECASE)
 _FENCE_OPEN = re.compile(r"^[ \t]*(?P<fence>`{3,}|~{3,})[ \t]*(?P<lang>[\w+.-]*)[^\n`]*$")
 _DEFINES_ACT = re.compile(r"^(?:async[ \t]+)?def[ \t]+act[ \t]*\(", re.MULTILINE)
 _PYTHON_TAGS = frozenset({"", "python", "py", "python3", "py3"})
+_TEXT_PART_TYPES = frozenset({"text", "output_text"})  # parts of the answer, not of reasoning
+_MAX_PART_DEPTH = 4
 
 
 @dataclass(frozen=True)
@@ -36,8 +43,41 @@ class _Block:
     parses: bool
 
 
-def extract_program(text: str) -> str | None:
-    """The policy module in `text`, or None when the answer holds nothing usable."""
+def answer_text(content: object) -> str:
+    """The text of a chat message's `content`, whatever its shape.
+
+    OpenAI-compatible servers send a string, or a list of typed parts (text parts joined in
+    order; reasoning, image or tool parts dropped), and broken ones send numbers, objects or
+    null; those become their plain text (None: ""), which then holds no program.
+    """
+    return _text_of(content, 0)
+
+
+def _text_of(content: object, depth: int) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if depth >= _MAX_PART_DEPTH:
+        return ""
+    if isinstance(content, Mapping):
+        kind = content.get("type")
+        if kind is not None and kind not in _TEXT_PART_TYPES:
+            return ""
+        text = content.get("text")
+        return text if isinstance(text, str) else ""
+    if isinstance(content, Sequence) and not isinstance(content, bytes | bytearray):
+        return "".join(_text_of(part, depth + 1) for part in content)
+    if isinstance(content, bytes | bytearray):
+        return bytes(content).decode("utf-8", errors="replace")
+    return str(content)
+
+
+def extract_program(text: object) -> str | None:
+    """The policy module in the answer, or None when it holds nothing usable.
+
+    `text` is normally a string; any other `content` shape goes through `answer_text` first.
+    """
     answer = strip_reasoning(text)
     candidates = [block for block in _fenced_blocks(answer) if _DEFINES_ACT.search(block)]
     if candidates:
@@ -48,9 +88,9 @@ def extract_program(text: str) -> str | None:
     return None
 
 
-def strip_reasoning(text: str) -> str:
+def strip_reasoning(text: object) -> str:
     """The answer without the model's reasoning blocks (rule 1 of the module docstring)."""
-    text = _THINK_BLOCK.sub("", text)
+    text = _THINK_BLOCK.sub("", answer_text(text))
     opened = _THINK_OPEN.search(text)
     if opened:
         text = text[: opened.start()]

@@ -14,15 +14,22 @@ from storage.errors import (
     SchemaTooNewError,
     StorageError,
 )
+from storage.leases import Lease, LeaseHeldError, LeaseLostError
 from storage.models import short_id
-from storage.repository import Store, StoredTrace
+from storage.repository import Checkpoint, Store, StoredTrace
+from storage.usage import RunUsage
 
 __all__ = [
     "AmbiguousIdError",
     "AppendOnlyError",
+    "Checkpoint",
     "CorruptDatabaseError",
     "InvalidInputError",
+    "Lease",
+    "LeaseHeldError",
+    "LeaseLostError",
     "NotFoundError",
+    "RunUsage",
     "SchemaTooNewError",
     "StorageError",
     "Store",

@@ -6,7 +6,9 @@ The order matters, and is the reason this module exists:
    newer evocade is refused before anything could write to it: bad input never corrupts.
 2. Only then is the SQLAlchemy engine created. Each SQLite connection gets WAL journaling (a
    reader never blocks the loop's writer), a busy timeout (a second writer waits instead of
-   failing) and foreign keys on, from a connect listener.
+   failing), foreign keys on, and a short automatic checkpoint interval (the main file is
+   never more than ~1 MiB of commits behind the WAL, so a copy of the `.db` file alone, or a
+   disk that fills up, loses little), from a connect listener.
 3. `upgrade head` runs if, and only if, the database is behind, as one transaction: a writer
    killed mid-migration leaves the previous schema, not half of the next one.
 
@@ -41,12 +43,16 @@ from storage.errors import (
     SchemaTooNewError,
     StorageError,
 )
-from storage.models import MUTABLE_COLUMNS
+from storage.models import MUTABLE_COLUMNS, SET_ONCE_COLUMNS
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_MAGIC = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 15_000
 CACHE_KIB = 32_768  # per connection; SQLite's 2 MiB default thrashes on deep lineage walks
+# Checkpoint the WAL into the main file once it holds this many pages (4 KiB each: ~1 MiB;
+# SQLite's default is 1000), and shrink a WAL file that a burst grew back to 4 MiB afterwards.
+WAL_AUTOCHECKPOINT_PAGES = 256
+JOURNAL_SIZE_LIMIT_BYTES = 4 << 20
 _BEGIN_OPTION = "evocade_sqlite_begin"
 PG_MIGRATION_LOCK = 0x65766F636164  # "evocad": the advisory lock `upgrade` takes on PostgreSQL
 
@@ -219,6 +225,8 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
         cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
+        cursor.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT_BYTES}")
     finally:
         cursor.close()
 
@@ -360,12 +368,21 @@ def _refuse_updates_and_deletes(session: Session, _flush: UOWTransaction, _objs:
             raise AppendOnlyError(
                 f"refusing to update {type(obj).__tablename__}.{names}: storage is append-only"
             )
+        for key in sorted(changed & SET_ONCE_COLUMNS.get(type(obj), frozenset())):
+            before = state.attrs[key].history.deleted
+            if any(value is not None for value in before):
+                raise AppendOnlyError(
+                    f"refusing to change {type(obj).__tablename__}.{key} once set: it is "
+                    "written once, from NULL"
+                )
 
 
 def _refuse_bulk_writes(state: ORMExecuteState) -> None:
     mapper = state.bind_mapper
     if state.is_delete or (
-        state.is_update and mapper is not None and mapper.class_ not in MUTABLE_COLUMNS
+        state.is_update
+        and mapper is not None
+        and (mapper.class_ not in MUTABLE_COLUMNS or mapper.class_ in SET_ONCE_COLUMNS)
     ):
         raise AppendOnlyError("refusing a bulk UPDATE/DELETE: storage is append-only")
 

@@ -27,6 +27,33 @@ KEPT_WHOLE = "actions"
 
 _ZLIB_LEVEL = 6
 
+RESPONSE_CAP_BYTES = 256 * 1024
+"""Default cap on one stored LLM response (UTF-8 bytes). A useful answer is a program of a few
+KB; a server that sends megabytes (one sent 5 MB, 23 times) must not fill the database. The
+program is extracted from the full answer before storage cuts it; the cut is recorded."""
+
+
+def storable_text(text: str) -> str:
+    """Untrusted text (an LLM reply, an error) as every backend can store it: NUL characters
+    (PostgreSQL refuses them) become U+FFFD, lone surrogates (not UTF-8 at all) become "?"."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", errors="replace").decode("utf-8")
+    return text
+
+
+def cap_text(text: str, cap_bytes: int) -> tuple[str, int]:
+    """`text` (storable: see `storable_text`) cut to at most `cap_bytes` of UTF-8, never inside
+    a character, and how many bytes were cut (0: it fitted)."""
+    data = text.encode("utf-8")
+    if len(data) <= cap_bytes:
+        return text, 0
+    kept = data[:cap_bytes].decode("utf-8", errors="ignore")
+    return kept, len(data) - len(kept.encode("utf-8"))
+
 
 def canonical_json(value: Any) -> str:
     """Key-sorted, compact JSON: equal values give equal strings."""

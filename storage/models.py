@@ -1,9 +1,10 @@
 """The tables, as SQLAlchemy 2.x typed ORM classes.
 
 Everything here is append-only: a row, once committed, is never updated or deleted, except a
-run's `head_program_id`, `status` and `updated_at` (enforced in `storage.db`). That is what makes
-revert cheap and safe: it moves a pointer and logs an event, and every program, evaluation and
-LLM call stays available for lineage and post-mortems.
+run's `head_program_id`, `status` and `updated_at`, an LLM call's `produced_program_id` (set
+once, from NULL), and a run's lease (enforced in `storage.db`). That is what makes revert cheap
+and safe: it moves a pointer and logs an event, and every program, evaluation and LLM call
+stays available for lineage and post-mortems.
 
 Ids that a user types (runs, programs, evaluations, LLM calls) are uuid4 hex strings (32
 characters) shown by their first 8; ids nobody types (traces, events) are integers. The schema
@@ -299,16 +300,39 @@ class Trace(Base):
     evaluation: Mapped[Evaluation] = relationship(back_populates="traces")
 
 
+class LlmPrompt(Base):
+    """A prompt text, stored once however many calls sent it (migration 0004).
+
+    Every retry of a proposal resends the same ~8 KB prompt; storing it per call multiplied the
+    database by the retry count. Calls refer to it by the SHA-256 of its UTF-8 text.
+    """
+
+    __tablename__ = "llm_prompt"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class LlmCall(Base):
-    """One request to a language model: prompt, response, cost, and what it produced."""
+    """One request to a language model: prompt, response, cost, and what it produced.
+
+    The id may be made by the client (`LlmExchange.id`), so the row can be written the moment
+    the attempt ends and linked to the program its answer produced later
+    (`produced_program_id`, set once). `response` is capped in size; `response_truncated_bytes`
+    says how much was cut (0: nothing).
+    """
 
     __tablename__ = "llm_call"
 
     id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
     run_id: Mapped[str] = mapped_column(ForeignKey("run.id"), index=True)
     parent_program_id: Mapped[str | None] = mapped_column(ForeignKey("program.id"))
-    prompt: Mapped[str] = mapped_column(Text)
+    prompt_sha256: Mapped[str] = mapped_column(ForeignKey("llm_prompt.sha256"))  # 0004
     response: Mapped[str | None] = mapped_column(Text)
+    response_truncated_bytes: Mapped[int] = mapped_column(
+        Integer, default=0, server_default="0"
+    )  # migration 0004
     model: Mapped[str] = mapped_column(String(128))
     tokens_in: Mapped[int | None] = mapped_column(Integer)
     tokens_out: Mapped[int | None] = mapped_column(Integer)
@@ -321,6 +345,32 @@ class LlmCall(Base):
     run: Mapped[Run] = relationship(back_populates="llm_calls")
     parent_program: Mapped[Program | None] = relationship(foreign_keys=[parent_program_id])
     produced_program: Mapped[Program | None] = relationship(foreign_keys=[produced_program_id])
+    prompt_row: Mapped[LlmPrompt] = relationship(lazy="joined", innerjoin=True)
+
+    @property
+    def prompt(self) -> str:
+        """The prompt text, read through `llm_prompt` (loaded with the call)."""
+        return self.prompt_row.text
+
+
+class RunLease(Base):
+    """Who drives a run right now (migration 0004): one row per run, renewed by heartbeats.
+
+    A process takes the lease before it drives a run and renews it while it does; another
+    process may take it over only once the holder is gone (no heartbeat before `expires_at`,
+    or, on the same host, its pid no longer runs). Rules in `storage.leases`.
+    """
+
+    __tablename__ = "run_lease"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("run.id"), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64))
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    acquired_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    released_at: Mapped[datetime | None]
 
 
 class Event(Base):
@@ -340,5 +390,15 @@ class Event(Base):
 
 MUTABLE_COLUMNS: dict[type[Base], frozenset[str]] = {
     Run: frozenset({"head_program_id", "status", "updated_at", "head_program"}),
+    LlmCall: frozenset({"produced_program_id", "produced_program"}),
+    RunLease: frozenset(
+        {"holder", "host", "pid", "acquired_at", "heartbeat_at", "expires_at", "released_at"}
+    ),
 }
 """The only attributes that may change after insert; everything else is append-only."""
+
+SET_ONCE_COLUMNS: dict[type[Base], frozenset[str]] = {
+    LlmCall: frozenset({"produced_program_id", "produced_program"}),
+}
+"""Mutable attributes that may change only from NULL to a value, never again afterwards
+(enforced per row at flush; bulk UPDATEs of these tables are refused outright)."""

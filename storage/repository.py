@@ -18,19 +18,25 @@ Usage:
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import socket
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 from sqlalchemy import Engine, select
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from storage import queries
+from storage.backup import BackupReport, backup_sqlite, postgres_hint
 from storage.db import (
     Location,
     create_db_engine,
@@ -44,22 +50,46 @@ from storage.db import (
     upgrade,
     writer,
 )
-from storage.encode import TRACE_CAP_BYTES, decode_trace, encode_trace, evaluation_row, seeds_key
-from storage.errors import InvalidInputError, NotFoundError, StorageError
+from storage.encode import (
+    RESPONSE_CAP_BYTES,
+    TRACE_CAP_BYTES,
+    cap_text,
+    decode_trace,
+    encode_trace,
+    evaluation_row,
+    seeds_key,
+    storable_text,
+)
+from storage.errors import AppendOnlyError, InvalidInputError, NotFoundError, StorageError
+from storage.leases import (
+    Lease,
+    LeaseHeldError,
+    LeaseLostError,
+    PidAlive,
+    held_message,
+    lost_message,
+    may_acquire,
+    pid_alive,
+)
 from storage.models import (
     PROGRAM_ORIGINS,
     RUN_STATUSES,
     Evaluation,
     Event,
     LlmCall,
+    LlmPrompt,
     Program,
     Run,
+    RunLease,
     Trace,
     short_id,
     utcnow,
 )
+from storage.usage import RunUsage, run_usage
 
 _EVENT_KIND = re.compile(r"[a-z][a-z0-9_]{0,31}")
+_CALL_ID = re.compile(r"[0-9a-f]{32}")
+_HOLDER = re.compile(r"[\w.:@-]{1,64}")
 _STATUS_EVENTS = {
     "running": "run_resumed",
     "stopped": "run_stopped",
@@ -86,15 +116,37 @@ def source_sha256(source: str) -> str:
     return hashlib.sha256(source.encode("utf-8")).hexdigest()
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """What `PRAGMA wal_checkpoint` reported: WAL frames, and how many are now in the main file."""
+
+    busy: bool  # a reader or writer kept it from finishing (PASSIVE never waits for them)
+    wal_frames: int
+    checkpointed_frames: int
+
+    @property
+    def complete(self) -> bool:
+        return not self.busy and self.checkpointed_frames == self.wal_frames
+
+
 class Store:
     """An open evocade database. Open with `Store.open`; close, or use as a context manager."""
 
-    def __init__(self, location: Location, engine: Engine, trace_cap_bytes: int) -> None:
+    def __init__(
+        self,
+        location: Location,
+        engine: Engine,
+        trace_cap_bytes: int,
+        response_cap_bytes: int = RESPONSE_CAP_BYTES,
+    ) -> None:
         self._location = location
         self._engine = engine
         self._read_sessions = make_sessionmaker(engine)
         self._write_sessions = make_sessionmaker(writer(engine))
         self.trace_cap_bytes = trace_cap_bytes
+        self.response_cap_bytes = response_cap_bytes
+        self.host = socket.gethostname()  # what leases taken through this store name
+        self.pid_alive: PidAlive = pid_alive
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -105,6 +157,7 @@ class Store:
         *,
         create: bool = True,
         trace_cap_bytes: int = TRACE_CAP_BYTES,
+        response_cap_bytes: int = RESPONSE_CAP_BYTES,
     ) -> Store:
         """Open (and if needed create or upgrade) the database at a path or SQLAlchemy URL.
 
@@ -112,6 +165,8 @@ class Store:
         `--db` must not leave an empty database behind). A file that is not an evocade
         database raises `CorruptDatabaseError` and is left byte-for-byte untouched.
         """
+        if response_cap_bytes < 0:
+            raise InvalidInputError(f"response cap must be >= 0 bytes, got {response_cap_bytes}")
         location = resolve(url_or_path)
         revision = probe_sqlite_file(location.path, create=create) if location.path else None
         engine = create_db_engine(location)
@@ -125,7 +180,14 @@ class Store:
         except BaseException:
             engine.dispose()
             raise
-        return cls(location, engine, trace_cap_bytes)
+        store = cls(location, engine, trace_cap_bytes, response_cap_bytes)
+        if revision != head_revision():
+            try:
+                store.checkpoint()  # the new schema into the main file, not only the WAL
+            except BaseException:
+                store.close()
+                raise
+        return store
 
     @classmethod
     def open_read_only(cls, url_or_path: str | Path) -> Store:
@@ -188,6 +250,31 @@ class Store:
                 .exec_driver_sql("SELECT version_num FROM alembic_version")
                 .scalar()
             )
+
+    def checkpoint(self, *, truncate: bool = False) -> Checkpoint | None:
+        """Copy the SQLite WAL into the main file now (None on other databases).
+
+        Cheap when little was written since the last one; the loop calls it after each
+        iteration, so the `.db` file alone is never far behind. PASSIVE by default: it never
+        waits for readers or writers (`busy` then says it could not finish). `truncate=True`
+        waits for them (up to the busy timeout) and also shrinks the WAL file to nothing.
+        """
+        if not self._location.is_sqlite:
+            return None
+        mode = "TRUNCATE" if truncate else "PASSIVE"
+        with translate_errors(self.location), self._engine.connect() as connection:
+            driver = connection.connection.dbapi_connection
+            assert driver is not None
+            busy, frames, done = driver.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+        return Checkpoint(bool(busy), max(int(frames), 0), max(int(done), 0))
+
+    def backup(self, target: str | Path, *, overwrite: bool = False) -> BackupReport:
+        """A consistent copy of this SQLite database at `target` (`storage.backup`)."""
+        if self._location.path is None:
+            if self._location.is_sqlite:
+                raise InvalidInputError("an in-memory database has no file to back up")
+            raise InvalidInputError(postgres_hint(self._location.url, str(target)))
+        return backup_sqlite(self._location.path, Path(target), overwrite=overwrite)
 
     @contextmanager
     def _read(self) -> Iterator[Session]:
@@ -307,6 +394,106 @@ class Store:
                 )
             )
         return run
+
+    # -- the run lease: one process drives a run (rules in storage.leases) ---------------------
+
+    def acquire_lease(
+        self,
+        run_id: str,
+        holder: str,
+        ttl_seconds: float,
+        *,
+        pid: int | None = None,
+    ) -> Lease:
+        """Take the run's lease for `holder` (this host, `pid` or this process's), valid for
+        `ttl_seconds` unless renewed; raise `LeaseHeldError` (one line, naming the holder) when
+        another live process holds it.
+
+        Race-free: on SQLite the write transaction holds the database's write lock; on
+        PostgreSQL the run's row and the lease's row are locked first, so two acquirers take
+        turns and the second sees what the first committed.
+        """
+        holder = self._check_holder(holder)
+        ttl = self._check_ttl(ttl_seconds)
+        with self._write() as session:
+            run = session.scalars(
+                select(Run).where(Run.id == run_id).with_for_update(key_share=True)
+            ).first()
+            if run is None:
+                raise NotFoundError(f"no run matches {run_id!r}")
+            row = self._lease_row(session, run.id)
+            now = utcnow()
+            current = _lease(row) if row is not None else None
+            if not may_acquire(current, holder, now, self.host, self.pid_alive):
+                assert current is not None
+                raise LeaseHeldError(held_message(current, now))
+            if row is None:
+                row = RunLease(run_id=run.id)
+                session.add(row)
+            if current is None or current.holder != holder or current.released_at is not None:
+                row.acquired_at = now
+            row.holder, row.host, row.pid = holder, self.host, pid or os.getpid()
+            row.heartbeat_at, row.expires_at, row.released_at = now, now + ttl, None
+            session.flush()
+            return _lease(row)
+
+    def renew_lease(self, run_id: str, holder: str, ttl_seconds: float) -> Lease:
+        """Heartbeat: extend `holder`'s lease to `ttl_seconds` from now. Raises `LeaseLostError`
+        when the lease was released or taken over meanwhile: the caller must stop driving the
+        run. (An expired lease nobody took over is simply renewed.)"""
+        holder = self._check_holder(holder)
+        ttl = self._check_ttl(ttl_seconds)
+        with self._write() as session:
+            row = self._lease_row(session, run_id)
+            if row is None or row.holder != holder or row.released_at is not None:
+                raise LeaseLostError(lost_message(run_id, _lease(row) if row else None))
+            now = utcnow()
+            row.heartbeat_at, row.expires_at = now, now + ttl
+            session.flush()
+            return _lease(row)
+
+    def release_lease(self, run_id: str, holder: str) -> bool:
+        """Give the lease up (a clean stop); False when `holder` no longer held it."""
+        with self._write() as session:
+            row = self._lease_row(session, run_id)
+            if row is None or row.holder != holder or row.released_at is not None:
+                return False
+            row.released_at = utcnow()
+            return True
+
+    def lease(self, run_id: str) -> Lease | None:
+        """The run's lease as stored (live or not: see `Lease.live`, `Lease.holder_gone`)."""
+        with self._read() as session:
+            row = session.get(RunLease, run_id)
+            return _lease(row) if row is not None else None
+
+    def leases(self) -> dict[str, Lease]:
+        """Every run's lease, by run id (for listings: one query, not one per run)."""
+        with self._read() as session:
+            return {row.run_id: _lease(row) for row in session.scalars(select(RunLease))}
+
+    @staticmethod
+    def _lease_row(session: Session, run_id: str) -> RunLease | None:
+        return session.scalars(
+            select(RunLease)
+            .where(RunLease.run_id == run_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).first()
+
+    @staticmethod
+    def _check_holder(holder: str) -> str:
+        if not isinstance(holder, str) or not _HOLDER.fullmatch(holder):
+            raise InvalidInputError(
+                f"a lease holder is 1-64 letters, digits or . : @ _ -, not {holder!r}"
+            )
+        return holder
+
+    @staticmethod
+    def _check_ttl(ttl_seconds: float) -> timedelta:
+        if not ttl_seconds > 0:
+            raise InvalidInputError(f"a lease needs a positive ttl, got {ttl_seconds} s")
+        return timedelta(seconds=ttl_seconds)
 
     def runs(self) -> list[queries.RunSummary]:
         with self._read() as session:
@@ -545,32 +732,121 @@ class Store:
         error: str | None = None,
         parent_program_id: str | None = None,
         produced_program_id: str | None = None,
+        call_id: str | None = None,
     ) -> LlmCall:
-        """Record one LLM request, failed ones included (`error` set, `response` maybe None).
+        """Record one LLM attempt, failed ones included (`error` set, `response` maybe None).
 
-        Record it after `add_program` so that `produced_program_id` can be filled in: rows are
-        never updated later.
+        Record it as soon as the attempt ends, with the client-made `call_id`
+        (`LlmExchange.id`); once its answer has become a program, `link_llm_call` fills in
+        `produced_program_id`. Recording the same `call_id` again returns the stored row
+        unchanged, so a caller that is unsure whether a write landed can simply repeat it.
+        The prompt is stored once per distinct text (`llm_prompt`); the response is cut to
+        the store's `response_cap_bytes`, and the cut recorded in `response_truncated_bytes`.
         """
-        with self._write() as session:
-            run = self._run(session, run_id)
-            for pid in (parent_program_id, produced_program_id):
-                if pid is not None:
-                    self._check_same_run(self._program(session, pid), run)
-            call = LlmCall(
-                run_id=run.id,
-                prompt=prompt,
-                response=response,
-                model=model,
-                tokens_in=tokens_in,
-                tokens_out=tokens_out,
-                latency_seconds=latency_seconds,
-                cost=cost,
-                error=error,
-                parent_program_id=parent_program_id,
-                produced_program_id=produced_program_id,
+        if call_id is not None and not _CALL_ID.fullmatch(call_id):
+            raise InvalidInputError(f"an LLM call id must be 32 lowercase hex digits: {call_id!r}")
+        if call_id is not None:
+            existing = self._existing_call(run_id, call_id)
+            if existing is not None:
+                return existing
+        prompt_text = storable_text(prompt)
+        digest = source_sha256(prompt_text)
+        kept, cut = (None, 0)
+        if response is not None:
+            kept, cut = cap_text(storable_text(response), self.response_cap_bytes)
+        try:
+            with self._write() as session:
+                run = self._run(session, run_id)
+                for pid in (parent_program_id, produced_program_id):
+                    if pid is not None:
+                        self._check_same_run(self._program(session, pid), run)
+                call = LlmCall(
+                    run_id=run.id,
+                    prompt_row=self._stored_prompt(session, digest, prompt_text),
+                    response=kept,
+                    response_truncated_bytes=cut,
+                    model=storable_text(model),
+                    tokens_in=tokens_in,
+                    tokens_out=tokens_out,
+                    latency_seconds=latency_seconds,
+                    cost=cost,
+                    error=storable_text(error) if error is not None else None,
+                    parent_program_id=parent_program_id,
+                    produced_program_id=produced_program_id,
+                )
+                if call_id is not None:
+                    call.id = call_id
+                session.add(call)
+            return call
+        except StorageError as error_:
+            # Another writer may have recorded the same call id between our lookup and insert.
+            if call_id is None or not isinstance(error_.__cause__, sa_exc.IntegrityError):
+                raise
+            existing = self._existing_call(run_id, call_id)
+            if existing is None:
+                raise
+            return existing
+
+    def _existing_call(self, run_id: str, call_id: str) -> LlmCall | None:
+        with self._read() as session:
+            existing = session.get(LlmCall, call_id)
+        if existing is not None and existing.run_id != run_id:
+            raise InvalidInputError(
+                f"LLM call {short_id(call_id)} belongs to run {short_id(existing.run_id)}, "
+                f"not to run {short_id(run_id)}"
             )
-            session.add(call)
+        return existing
+
+    @staticmethod
+    def _stored_prompt(session: Session, digest: str, text: str) -> LlmPrompt:
+        """The `llm_prompt` row of this text, inserted unless another call stored it already
+        (INSERT ... ON CONFLICT DO NOTHING: concurrent writers of one prompt both succeed)."""
+        dialect = session.get_bind().dialect.name
+        values = {"sha256": digest, "text": text, "created_at": utcnow()}
+        if dialect in ("sqlite", "postgresql"):
+            insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+            session.execute(
+                insert(LlmPrompt).values(**values).on_conflict_do_nothing(index_elements=["sha256"])
+            )
+        elif session.get(LlmPrompt, digest) is None:
+            session.add(LlmPrompt(**values))
+            session.flush()
+        stored = session.get(LlmPrompt, digest)
+        assert stored is not None
+        return stored
+
+    def link_llm_call(self, call_id: str, program_id: str) -> LlmCall:
+        """Record that this call's answer became `program_id` (set once; repeating the same link
+        is a no-op, a different one is refused)."""
+        with self._write() as session:
+            call = session.scalars(
+                select(LlmCall).where(LlmCall.id == call_id).with_for_update()
+            ).first()
+            if call is None:
+                raise NotFoundError(f"no LLM call matches {call_id!r}")
+            program = self._program(session, program_id)
+            if program.run_id != call.run_id:
+                raise InvalidInputError(
+                    f"program {short_id(program.id)} belongs to run {short_id(program.run_id)}, "
+                    f"not to the call's run {short_id(call.run_id)}"
+                )
+            if call.produced_program_id == program.id:
+                return call
+            if call.produced_program_id is not None:
+                raise AppendOnlyError(
+                    f"LLM call {short_id(call.id)} already produced program "
+                    f"{short_id(call.produced_program_id)}; refusing to relink it to "
+                    f"{short_id(program.id)}"
+                )
+            call.produced_program_id = program.id
         return call
+
+    def get_llm_call(self, call_id: str) -> LlmCall:
+        with self._read() as session:
+            call = session.get(LlmCall, call_id)
+            if call is None:
+                raise NotFoundError(f"no LLM call matches {call_id!r}")
+            return call
 
     def llm_calls(self, run_id: str) -> list[LlmCall]:
         with self._read() as session:
@@ -598,6 +874,13 @@ class Store:
                 select(LlmCall).where(LlmCall.parent_program_id == program_id).order_by(*order)
             ).all()
             return list(produced), list(built_on)
+
+    def run_usage(self, run_id: str) -> RunUsage:
+        """Tokens, cost, calls and env steps of the run, summed from its `llm_call` and
+        `evaluation` rows (never from an event that may be stale): what budgets resume from."""
+        with self._read() as session:
+            self._run(session, run_id)
+            return run_usage(session, run_id)
 
     def add_event(
         self,
@@ -665,3 +948,16 @@ class Store:
     def diff(self, a_id: str, b_id: str) -> str:
         with self._read() as session:
             return queries.diff(session, a_id, b_id)
+
+
+def _lease(row: RunLease) -> Lease:
+    return Lease(
+        run_id=row.run_id,
+        holder=row.holder,
+        host=row.host,
+        pid=row.pid,
+        acquired_at=row.acquired_at,
+        heartbeat_at=row.heartbeat_at,
+        expires_at=row.expires_at,
+        released_at=row.released_at,
+    )

@@ -7,6 +7,8 @@ lost from the audit trail.
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -29,11 +31,24 @@ class ProposalContext:
     feedback: str  # compact evaluation feedback on the parent (engine.feedback)
     best: tuple[ScoredSource, ...] = ()  # the best few programs so far, best first
     iteration: int = 0
+    # Called with each LLM attempt as soon as it ends (success, failure, retry), before any
+    # backoff: the loop records it there, so a process killed mid-retry loses no served call.
+    # An exception it raises (e.g. the database is full) ends the proposal and propagates.
+    on_exchange: Callable[[LlmExchange], None] | None = None
+
+
+def new_exchange_id() -> str:
+    """A client-made id (uuid4 hex): the `llm_call` row's id, known before it is stored."""
+    return uuid.uuid4().hex
 
 
 @dataclass(frozen=True)
 class LlmExchange:
-    """One request to the model, failed ones included: stored as an `llm_call` row."""
+    """One request to the model, failed ones included: stored as an `llm_call` row.
+
+    `id` is made here, not by the database, so the row written when the attempt ends can later
+    be linked to the program its answer produced (`Store.link_llm_call(id, program_id)`).
+    """
 
     prompt: str
     model: str
@@ -43,6 +58,7 @@ class LlmExchange:
     latency_seconds: float | None = None
     cost: float | None = None
     error: str | None = None
+    id: str = field(default_factory=new_exchange_id)
 
 
 @dataclass(frozen=True)
@@ -51,6 +67,9 @@ class Proposal:
     origin: str  # "llm" | "mutation"
     note: str = ""  # what was changed, or why there is no source
     exchanges: tuple[LlmExchange, ...] = field(default_factory=tuple)
+    # The proposer was cancelled (shutdown) before an answer came: not an outcome of the
+    # parent program, so the loop should stop rather than count it as a failed iteration.
+    cancelled: bool = False
 
 
 class Proposer(Protocol):

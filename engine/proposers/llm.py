@@ -1,34 +1,51 @@
 """Propose a program by asking an OpenAI-compatible chat model to rewrite the parent.
 
 Retries are ours, not the client's (`max_retries=0` on `openai.OpenAI`): every HTTP attempt,
-failed ones included, becomes an `LlmExchange`, so the audit trail shows each 429 and timeout
-and what it cost. Transient failures (timeouts, connection errors, 408/409/429 and 5xx) are
-retried with exponential backoff and full jitter, honouring `Retry-After`; anything else (a bad
-key, an unknown model, a malformed request) fails fast, since retrying cannot fix it.
+failed ones included, becomes an `LlmExchange`, handed to `ProposalContext.on_exchange` the
+moment it ends (before any backoff), so the audit trail shows each 429 and timeout and what it
+cost even when the process is killed mid-retry. Transient failures (timeouts, connection
+errors, 408/409/429, 5xx, unreadable bodies) are retried with exponential backoff and full
+jitter, honouring `Retry-After`; anything else (a bad key, an unknown model, a malformed
+request) fails fast, since retrying cannot fix it.
+
+One proposer may serve several threads at once. They share its rate-limit gate
+(`engine.proposers.gate`): a 429 pauses every thread's next attempt, not just one. `cancel()`,
+from any thread (a signal handler's), aborts every request in flight at once
+(`engine.proposers.transport`) and makes every `propose` return promptly with
+`Proposal(cancelled=True)`.
 
 A proposer never raises for a failed call: it returns `Proposal(source=None, note=...)` with the
-exchanges, and the loop records that like any other outcome.
+exchanges, and the loop records that like any other outcome. Only an exception from
+`on_exchange` (the loop's own recording failed) propagates.
 """
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import os
 import random
+import select
+import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
+import httpx2
 import openai
 
-from engine.extract import extract_program, strip_reasoning
+from engine.extract import answer_text, extract_program, strip_reasoning
 from engine.prompts import build_prompt
 from engine.proposers.base import LlmExchange, Proposal, ProposalContext
+from engine.proposers.gate import RateGate
+from engine.proposers.transport import CancellableTransport
 
 ORIGIN = "llm"
 NO_CODE_NOTE = "the answer contained no Python module defining act(obs)"
+CANCELLED_NOTE = "the LLM request was cancelled (the run is stopping)"
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})
 LOCAL_PLACEHOLDER_KEY = "not-needed-for-a-local-server"
 RETRY_STATUSES = frozenset({408, 409, 429})  # plus every 5xx
@@ -49,6 +66,43 @@ class _Attempt:
     finish_reason: str | None = None
     retry: bool = False
     retry_after_seconds: float | None = None
+    rate_limited: bool = False  # a 429: closes the shared gate
+    cancelled: bool = False  # aborted by `cancel()`
+
+
+class CancelFlag:
+    """Set once, from any thread or from a signal handler; cuts `wait` short.
+
+    A self-pipe rather than `threading.Event`: `Event.set()` takes the event's lock, which the
+    main thread may hold at the very moment a signal handler interrupts it (inside
+    `Event.wait`), and the handler would then wait for itself forever. Writing a byte to a
+    non-blocking pipe takes no lock; `select` on the pipe wakes every waiter.
+    """
+
+    def __init__(self) -> None:
+        self._set = False
+        self._read_fd, self._write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        weakref.finalize(self, _close_fds, self._read_fd, self._write_fd)
+
+    def set(self) -> None:
+        self._set = True
+        with contextlib.suppress(OSError):  # full (already set many times): fine
+            os.write(self._write_fd, b"x")
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def wait(self, seconds: float) -> None:
+        if not self._set and seconds > 0:
+            poller = select.poll()  # not select(): no limit on the descriptor's number
+            poller.register(self._read_fd, select.POLLIN)
+            poller.poll(seconds * 1000)
+
+
+def _close_fds(*fds: int) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 class LlmProposer:
@@ -63,44 +117,110 @@ class LlmProposer:
         api_key: str | None = None,
         *,
         timeout_seconds: float = 120.0,
+        connect_timeout_seconds: float = 10.0,
         max_retries: int = 4,
         temperature: float | None = None,
         max_tokens: int | None = None,
         prices: Prices | None = None,
         backoff_base_seconds: float = 1.0,
         backoff_cap_seconds: float = 60.0,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
     ) -> None:
+        """`timeout_seconds` bounds each wait for the server (connect: at most
+        `connect_timeout_seconds`). `sleep` and `clock` replace the backoff wait and the
+        clock it is measured on, in tests (by default: a wait that `cancel()` cuts short, on
+        the monotonic clock)."""
         if max_retries < 0:
-            raise ValueError(f"max_retries must be >= 0, got {max_retries}")
+            raise LlmConfigError(f"max_retries must be >= 0, got {max_retries}")
+        for name, value in (
+            ("timeout_seconds", timeout_seconds),
+            ("connect_timeout_seconds", connect_timeout_seconds),
+        ):
+            if not value > 0:
+                raise LlmConfigError(f"{name} must be positive, got {value}")
+        if not 0 <= backoff_base_seconds <= backoff_cap_seconds:
+            raise LlmConfigError(
+                "backoff must satisfy 0 <= base <= cap, got "
+                f"base {backoff_base_seconds}, cap {backoff_cap_seconds}"
+            )
         self.model = model
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
         self.timeout_seconds = timeout_seconds
+        self.connect_timeout_seconds = min(connect_timeout_seconds, timeout_seconds)
         self.max_retries = max_retries
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.prices = dict(prices or {})
         self.backoff_base_seconds = backoff_base_seconds
         self.backoff_cap_seconds = backoff_cap_seconds
-        self._sleep = sleep
+        self._cancelled = CancelFlag()
+        self._sleep = sleep or self._cancellable_sleep
+        self._clock = clock
         self._rng = rng or random.Random()
+        self._rng_lock = threading.Lock()
+        self._gate = RateGate(
+            base_seconds=backoff_base_seconds,
+            cap_seconds=backoff_cap_seconds,
+            clock=clock,
+            rng=random.Random(self._rng.random()),  # its own stream: no lock shared with ours
+        )
+        self._transport = CancellableTransport()
         self._client = openai.OpenAI(
             base_url=self.base_url,
             api_key=resolve_api_key(api_key, self.base_url),
-            timeout=timeout_seconds,
+            timeout=httpx2.Timeout(timeout_seconds, connect=self.connect_timeout_seconds),
             max_retries=0,
+            http_client=openai.DefaultHttpxClient(transport=self._transport),
         )
+
+    # -- shutdown ----------------------------------------------------------------------------
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def cancel(self) -> None:
+        """Abort every request in flight now and make every `propose` return promptly.
+
+        Safe from any thread and from a signal handler (it takes no lock the interrupted code
+        could hold); idempotent; permanent (a cancelled proposer sends nothing more: make a new
+        one to continue).
+        """
+        self._cancelled.set()
+        self._transport.abort_all()
+
+    def close(self) -> None:
+        """Release the HTTP client (after `cancel()`, or when the run is done)."""
+        self._client.close()
+
+    def _cancellable_sleep(self, seconds: float) -> None:
+        self._cancelled.wait(seconds)
+
+    # -- proposing ---------------------------------------------------------------------------
 
     def propose(self, context: ProposalContext) -> Proposal:
         messages = build_prompt(context)
         prompt = render_messages(messages)
         exchanges: list[LlmExchange] = []
+        delay_seconds = 0.0
         for attempt_index in range(self.max_retries + 1):
+            self._wait(delay_seconds)
+            if self.cancelled:
+                return _cancelled(exchanges)
             attempt = self._attempt(messages, prompt)
             exchanges.append(attempt.exchange)
+            if attempt.rate_limited:  # closes the gate for every thread, this one included
+                delay_seconds = self._gate.rate_limited(attempt.retry_after_seconds)
+            elif attempt.text is not None:
+                self._gate.answered()
+            if context.on_exchange is not None:
+                context.on_exchange(attempt.exchange)  # recorded before any backoff
             if attempt.text is not None:
                 return self._proposal(attempt, exchanges)
+            if attempt.cancelled or self.cancelled:
+                return _cancelled(exchanges)
             if not attempt.retry:
                 return Proposal(
                     source=None,
@@ -108,8 +228,8 @@ class LlmProposer:
                     note=f"the LLM request failed and was not retried: {attempt.exchange.error}",
                     exchanges=tuple(exchanges),
                 )
-            if attempt_index < self.max_retries:
-                self._sleep(self.backoff_seconds(attempt_index, attempt.retry_after_seconds))
+            if not attempt.rate_limited:
+                delay_seconds = self.backoff_seconds(attempt_index, attempt.retry_after_seconds)
         attempts = len(exchanges)
         return Proposal(
             source=None,
@@ -121,13 +241,30 @@ class LlmProposer:
             exchanges=tuple(exchanges),
         )
 
+    def _wait(self, delay_seconds: float) -> None:
+        """Wait out this attempt's own backoff and the shared gate, whichever ends later.
+
+        Another thread's 429 may push the gate further while we wait: then wait again, until
+        the gate stops moving (each pass only ever waits for a later moment, so this ends).
+        """
+        target = max(self._clock() + delay_seconds, self._gate.open_at)
+        while not self.cancelled:
+            remaining = target - self._clock()
+            if remaining > 0:
+                self._sleep(remaining)
+            reopened = self._gate.open_at
+            if reopened <= target:
+                return
+            target = reopened
+
     def backoff_seconds(self, attempt_index: int, retry_after_seconds: float | None) -> float:
         """Full jitter (uniform in [0, min(cap, base * 2**n)]); the server's Retry-After, capped,
         when it sent one."""
         if retry_after_seconds is not None:
             return min(max(retry_after_seconds, 0.0), self.backoff_cap_seconds)
         ceiling = min(self.backoff_cap_seconds, self.backoff_base_seconds * 2**attempt_index)
-        return self._rng.uniform(0.0, ceiling)
+        with self._rng_lock:
+            return self._rng.uniform(0.0, ceiling)
 
     def _attempt(self, messages: list[dict[str, str]], prompt: str) -> _Attempt:
         options: dict[str, Any] = {}
@@ -142,9 +279,18 @@ class LlmProposer:
                 messages=messages,  # type: ignore[arg-type]
                 **options,
             )
-        except openai.APITimeoutError:
-            return self._failure(prompt, started, f"timed out after {self.timeout_seconds:g} s")
-        except openai.APIConnectionError as error:
+        except (openai.APITimeoutError, openai.APIConnectionError) as error:
+            if self.cancelled:
+                waited = time.monotonic() - started
+                return self._failure(
+                    prompt,
+                    started,
+                    f"cancelled after {waited:.1f} s (the run is stopping)",
+                    retry=False,
+                    cancelled=True,
+                )
+            if isinstance(error, openai.APITimeoutError):
+                return self._failure(prompt, started, f"timed out after {self.timeout_seconds:g} s")
             return self._failure(prompt, started, f"connection error: {_cause(error)}")
         except openai.APIStatusError as error:
             status = error.status_code
@@ -155,23 +301,30 @@ class LlmProposer:
                 f"HTTP {status} ({type(error).__name__}): {_status_message(error)}",
                 retry=retry,
                 retry_after_seconds=retry_after(error.response.headers) if retry else None,
+                rate_limited=status == 429,
             )
         except ValueError as error:  # a 200 whose body is not valid JSON
-            return self._failure(prompt, started, f"unreadable response: {error}")
+            return self._failure(prompt, started, f"unreadable response: {_short(error)}")
         except openai.OpenAIError as error:  # anything else the client refuses: not transient
             return self._failure(prompt, started, f"{type(error).__name__}: {error}", retry=False)
+        except Exception as error:  # the client choked on a reply we did not foresee
+            return self._failure(
+                prompt, started, f"unreadable response ({type(error).__name__}): {_short(error)}"
+            )
         return self._read(completion, prompt, time.monotonic() - started)
 
     def _read(self, completion: Any, prompt: str, latency: float) -> _Attempt:
         """The answer from a 200 response. A body without choices (a proxy's error page, a
         malformed server) is recorded as a failed, retryable attempt."""
         usage = getattr(completion, "usage", None)
-        tokens_in = getattr(usage, "prompt_tokens", None)
-        tokens_out = getattr(usage, "completion_tokens", None)
+        tokens_in = _count(getattr(usage, "prompt_tokens", None))
+        tokens_out = _count(getattr(usage, "completion_tokens", None))
         choices = getattr(completion, "choices", None)
         choice = choices[0] if isinstance(choices, list) and choices else None
         message = getattr(choice, "message", None)
-        text = getattr(message, "content", None)
+        # Servers send a string, a list of parts, a number or null: read them all as text.
+        text = answer_text(getattr(message, "content", None))
+        finish_reason = getattr(choice, "finish_reason", None)
         exchange = LlmExchange(
             prompt=prompt,
             model=self.model,
@@ -186,8 +339,8 @@ class LlmProposer:
             return _Attempt(exchange=exchange, retry=True)
         return _Attempt(
             exchange=exchange,
-            text=text or "",
-            finish_reason=getattr(choice, "finish_reason", None),
+            text=text,
+            finish_reason=finish_reason if isinstance(finish_reason, str) else None,
         )
 
     def _failure(
@@ -198,6 +351,8 @@ class LlmProposer:
         *,
         retry: bool = True,
         retry_after_seconds: float | None = None,
+        rate_limited: bool = False,
+        cancelled: bool = False,
     ) -> _Attempt:
         exchange = LlmExchange(
             prompt=prompt,
@@ -205,7 +360,13 @@ class LlmProposer:
             latency_seconds=round(time.monotonic() - started, 4),
             error=error,
         )
-        return _Attempt(exchange=exchange, retry=retry, retry_after_seconds=retry_after_seconds)
+        return _Attempt(
+            exchange=exchange,
+            retry=retry,
+            retry_after_seconds=retry_after_seconds,
+            rate_limited=rate_limited,
+            cancelled=cancelled,
+        )
 
     def _proposal(self, attempt: _Attempt, exchanges: list[LlmExchange]) -> Proposal:
         source = extract_program(attempt.text or "")
@@ -271,6 +432,28 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(when.timestamp() - time.time(), 0.0)
+
+
+def _cancelled(exchanges: list[LlmExchange]) -> Proposal:
+    return Proposal(
+        source=None,
+        origin=ORIGIN,
+        note=CANCELLED_NOTE,
+        exchanges=tuple(exchanges),
+        cancelled=True,
+    )
+
+
+def _count(value: Any) -> int | None:
+    """A token count from `usage`, or None for anything that is not a plain count."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
+
+
+def _short(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text[:300]
 
 
 def _raw(completion: Any) -> str | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.extract import extract_program, strip_reasoning
+from engine.extract import answer_text, extract_program, strip_reasoning
 
 PROGRAM = "def act(obs):\n    return 2\n"
 LONG_PROGRAM = (
@@ -103,3 +103,47 @@ def test_strip_reasoning_unclosed_and_lone_closing_tags():
 def test_extract_program_windows_line_endings():
     answer = "Here:\r\n```python\r\ndef act(obs):\r\n    return 2\r\n```\r\n"
     assert extract_program(answer) == PROGRAM
+
+
+# -- reply shapes real servers send as `message.content` (issue #12, item 1) ----------------
+
+
+def test_extract_program_from_a_list_of_text_parts():
+    parts = [
+        {"type": "text", "text": "Here is the program:\n```python\n"},
+        {"type": "text", "text": PROGRAM + "```\n"},
+    ]
+    assert extract_program(parts) == PROGRAM
+
+
+def test_extract_program_list_parts_drop_reasoning_and_non_text_parts():
+    draft = "def act(obs):\n    return 0\n"
+    parts = [
+        {"type": "reasoning", "text": fence(draft)},
+        {"type": "image_url", "image_url": {"url": "data:..."}},
+        {"type": "output_text", "text": fence(PROGRAM)},
+    ]
+    assert extract_program(parts) == PROGRAM
+
+
+@pytest.mark.parametrize(
+    "content",
+    [None, 5, 3.5, True, {"unexpected": "object"}, [1, None, {"type": "text", "text": 7}], b"\xff"],
+)
+def test_extract_program_odd_content_shapes_give_no_program_and_no_error(content):
+    assert extract_program(content) is None
+    assert isinstance(strip_reasoning(content), str)
+
+
+def test_answer_text_reads_every_shape_as_text():
+    assert answer_text("plain") == "plain"
+    assert answer_text(None) == ""
+    assert answer_text(42) == "42"
+    assert answer_text([{"type": "text", "text": "a"}, "b", {"text": "c"}]) == "abc"
+    assert answer_text({"type": "text", "text": "one part"}) == "one part"
+    deep: list[object] = ["x"]
+    for _ in range(50):
+        deep = [deep]
+    assert (
+        answer_text(deep) == ""
+    )  # nesting this deep is not an answer; bounded, no recursion error
