@@ -32,5 +32,6 @@ fi
 # ocatari's declared dependencies add ~350 MB (opencv-python, pandas, seaborn, scikit-learn,
 # keyboard) that RAM mode never uses; pyproject.toml lists what its imports really need.
 "$VENV/bin/pip" install -q --no-deps 'ocatari==2.2.1'
-"$VENV/bin/python" -c "import ocatari.core, ale_py, RestrictedPython, pyseccomp" 2>/dev/null
+# ocatari is imported the way the sandbox imports it: its vision stack (OpenCV, ...) is never used.
+"$VENV/bin/python" -c "from sandbox.runtime.lean_imports import import_ocatari; import_ocatari(); import ale_py, RestrictedPython, pyseccomp"
 echo "evocade installed in $VENV ($("$VENV/bin/evocade" --help >/dev/null && echo ok))"
