@@ -95,34 +95,40 @@ class PythonLayout:
     def policy_argv(self) -> list[str]:
         from sandbox.runtime.harness import policy_argv
 
-        return policy_argv(self.executable, PACKAGE_ROOT_INSIDE, self.site)
+        site = [policy_path(path) for path in self.site]
+        return policy_argv(policy_path(self.executable), PACKAGE_ROOT_INSIDE, site)
 
     def binds(self) -> list[str]:
         """bwrap arguments: parents first, traverse-only (0711: nothing of the host's tree
         above a bound path can be listed), then the paths, then the base site-packages
-        masked by an empty read-only tmpfs."""
-        args: list[str] = []
-        made = {"/", "/usr", "/tmp", "/proc", "/dev", "/etc"}
-        for path in self.bound():
-            for parent in _parents(path):
+        masked by an empty read-only tmpfs. A path under /tmp (a checkout there) is bound a
+        second time at `policy_path`: the policy's own empty /tmp hides the first."""
+        # The package at a neutral path: its host parent is the checkout, whose other files
+        # the sandbox must not see, and a directory has to be listable for imports from it.
+        args: list[str] = ["--dir", PACKAGE_ROOT_INSIDE]
+        made = {"/", "/usr", "/tmp", "/proc", "/dev", "/etc", "/opt", PACKAGE_ROOT_INSIDE}
+        pairs = [(path, path) for path in self.bound()]
+        pairs += [(path, policy_path(path)) for path in self.bound() if policy_path(path) != path]
+        for _, inside in pairs:
+            for parent in _parents(inside):
                 if parent not in made:
                     args += ["--perms", "0711", "--dir", parent]
                     made.add(parent)
-        for path in self.bound():
-            args += ["--ro-bind", path, path]
+        for host, inside in pairs:
+            args += ["--ro-bind", host, inside]
         if os.path.isdir(self.base_site) and self.base_site not in self.site:
             args += ["--tmpfs", self.base_site, "--remount-ro", self.base_site]
-        # The package at a neutral path: its host parent is the checkout, whose other files
-        # the sandbox must not see, and a directory has to be listable for imports from it.
         package = f"{self.package_root}/sandbox"
-        args += [
-            "--dir",
-            PACKAGE_ROOT_INSIDE,
-            "--ro-bind",
-            package,
-            f"{PACKAGE_ROOT_INSIDE}/sandbox",
-        ]
+        args += ["--ro-bind", package, f"{PACKAGE_ROOT_INSIDE}/sandbox"]
         return args
+
+
+def policy_path(path: str) -> str:
+    """Where the policy process finds a bound host path: the same, unless the policy's private
+    /tmp would hide it."""
+    if path == "/tmp" or path.startswith("/tmp/"):
+        return f"{PACKAGE_ROOT_INSIDE}/host{path}"
+    return path
 
 
 def _parents(path: str) -> list[str]:
@@ -199,9 +205,9 @@ class BwrapBackend:
             str(self.tmpfs_mb * 1024 * 1024),
             "--tmpfs",
             "/tmp",
+            *self.layout.binds(),  # before /tmp is read-only: a checkout there is bound there
             "--remount-ro",
             "/tmp",
-            *self.layout.binds(),
             "--remount-ro",
             "/",
             "--chdir",
