@@ -15,6 +15,7 @@ from engine.cli_sandbox import SandboxChoice, read_policy_file
 from engine.config import RunConfig
 from engine.db_option import DEFAULT_DB, DbOption, opened_store
 from engine.errors import UserError
+from engine.proposers.base import Proposer
 
 
 def _load_config_file(path: Path | None) -> dict[str, Any]:
@@ -31,7 +32,7 @@ def _load_config_file(path: Path | None) -> dict[str, Any]:
     return {key.replace("-", "_"): value for key, value in data.items()}
 
 
-def _make_proposer(config: RunConfig, api_key: str | None):  # type: ignore[no-untyped-def]
+def _make_proposer(config: RunConfig, api_key: str | None) -> Proposer:
     if config.proposer == "mutate":
         from engine.proposers.mutate import MutationProposer
 
@@ -41,7 +42,12 @@ def _make_proposer(config: RunConfig, api_key: str | None):  # type: ignore[no-u
     prices = {model: (float(p[0]), float(p[1])) for model, p in config.prices.items()}
     try:
         return LlmProposer(
-            model=config.model or "", base_url=config.base_url, api_key=api_key, prices=prices
+            model=config.model or "",
+            base_url=config.base_url,
+            api_key=api_key,
+            prices=prices,
+            timeout_seconds=config.llm_timeout_seconds,
+            max_retries=config.llm_retries,
         )
     except ValueError as error:
         raise UserError(str(error)) from None
@@ -78,6 +84,33 @@ def run_command(
     sandbox: Annotated[SandboxChoice, typer.Option(help="Isolation backend.")] = (
         SandboxChoice.auto
     ),
+    concurrency: Annotated[
+        int | None,
+        typer.Option(help="Candidates in flight at once (default: enough to fill every core)."),
+    ] = None,
+    islands: Annotated[
+        int | None, typer.Option(help="Lineages evolved side by side (default 1).")
+    ] = None,
+    migrate_every: Annotated[
+        int | None,
+        typer.Option(help="Reseed the worst island from the best every N iterations (10)."),
+    ] = None,
+    holdout_episodes: Annotated[
+        int | None,
+        typer.Option(help="Held-out episodes that confirm a new best (default 3; 0: off)."),
+    ] = None,
+    executor: Annotated[
+        str | None, typer.Option(help="`local` (default) or `ray` (a Ray cluster).")
+    ] = None,
+    ray_address: Annotated[
+        str | None, typer.Option(help="The Ray cluster to use with --executor ray.")
+    ] = None,
+    llm_timeout: Annotated[
+        float | None, typer.Option(help="Seconds per LLM request before a retry (120).")
+    ] = None,
+    llm_retries: Annotated[
+        int | None, typer.Option(help="Retries of a failed LLM request (4).")
+    ] = None,
     db: DbOption = DEFAULT_DB,
     as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
 ) -> None:
@@ -93,6 +126,7 @@ def run_command(
     from engine.progress import LineReporter, LiveReporter
     from sandbox.games import UnknownGameError, get_game
     from storage.errors import StorageError
+    from storage.leases import LeaseHeldError
 
     settings = _load_config_file(config_file)
     budgets = {
@@ -129,6 +163,14 @@ def run_command(
                 "episodes": episodes,
                 "max_steps": max_steps,
                 "proposer": proposer,
+                "concurrency": concurrency,
+                "islands": islands,
+                "migrate_every": migrate_every,
+                "holdout_episodes": holdout_episodes,
+                "executor": executor,
+                "ray_address": ray_address,
+                "llm_timeout_seconds": llm_timeout,
+                "llm_retries": llm_retries,
                 **budgets,
             }
             values.update({k: v for k, v in explicit.items() if v is not None})
@@ -153,22 +195,28 @@ def run_command(
         stop = StopRequest()
         stop.install_signal_handlers()
         live = sys.stderr.isatty() and not as_json
-        with LiveReporter(config.iterations) if live else LineReporter() as reporter:
-            outcome = optimize(
-                store,
-                config,
-                proposer_impl,
-                run_id=run_id,
-                seed_program=source,
-                reporter=reporter,
-                stop=stop,
-            )
+        with LiveReporter(config) if live else LineReporter() as reporter:
+            try:
+                outcome = optimize(
+                    store,
+                    config,
+                    proposer_impl,
+                    run_id=run_id,
+                    seed_program=source,
+                    reporter=reporter,
+                    stop=stop,
+                )
+            except LeaseHeldError as error:
+                raise UserError(str(error)) from None
     if as_json:
         print(json.dumps(outcome.__dict__))
     else:
+        held = outcome.best_holdout_mean
         print(
             f"run {outcome.run_id[:8]}: {outcome.reason}; best program "
             f"{(outcome.best_program_id or '-')[:8]} mean return {outcome.best_mean}"
+            + (f" (held-out seeds: {held:.2f})" if held is not None else "")
+            + f"; {outcome.env_steps} env steps in {outcome.wall_seconds:.0f} s"
         )
 
 

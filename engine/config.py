@@ -45,6 +45,20 @@ class RunConfig:
     act_seconds: float = 1.0
     memory_mb: int = 256
     prices: dict[str, list[float]] = field(default_factory=dict)  # model -> [in, out] per 1M
+    # The population engine (engine.population): candidates in flight at once (None: enough to
+    # keep every sandbox slot busy), lineages evolved side by side, and how often (in decided
+    # iterations) the worst island is reseeded from the best one.
+    concurrency: int | None = None
+    islands: int = 1
+    migrate_every: int = 10
+    # A candidate that beats its island's best on the training seeds is played on these
+    # held-out seeds before it may become the best (0: the training score decides).
+    holdout_episodes: int = 3
+    holdout_first_seed: int = 1000
+    executor: str = "local"  # "local": this machine's sandboxes; "ray": a Ray cluster's
+    ray_address: str | None = None
+    llm_timeout_seconds: float = 120.0  # per request, then retried with backoff
+    llm_retries: int = 4
 
     def full_env(self) -> EnvSettings:
         return self._env(self.max_steps)
@@ -66,6 +80,23 @@ class RunConfig:
     @property
     def seeds(self) -> list[int]:
         return list(range(self.first_seed, self.first_seed + self.episodes))
+
+    @property
+    def holdout_seeds(self) -> list[int]:
+        first = self.holdout_first_seed
+        return list(range(first, first + self.holdout_episodes))
+
+    def in_flight(self, slots: int) -> int:
+        """Candidates in flight: as configured, else enough to keep `slots` sandboxes busy.
+
+        A mutation costs nothing to propose, so one spare candidate covers the moment between
+        one candidate's last episode and the next one's first. An LLM call takes seconds to a
+        minute while an evaluation takes seconds, so the LLM proposer keeps two per slot in
+        flight (a 429 then slows them all: they share one backoff gate).
+        """
+        if self.concurrency is not None:
+            return self.concurrency
+        return slots * 2 if self.proposer == "llm" else slots + 1
 
     def limits(self) -> Limits:
         return Limits(act_seconds=self.act_seconds, memory_mb=self.memory_mb)
@@ -91,6 +122,9 @@ class RunConfig:
             "smoke_max_steps": self.smoke_max_steps,
             "max_steps": self.max_steps,
             "regress_patience": self.regress_patience,
+            "islands": self.islands,
+            "migrate_every": self.migrate_every,
+            "llm_timeout_seconds": self.llm_timeout_seconds,
         }
         for name, value in positive.items():
             if value < 1:
@@ -107,5 +141,15 @@ class RunConfig:
             raise ValueError(f"unknown proposer {self.proposer!r}: use mutate or llm")
         if self.selection not in (None, "follow", "greedy"):
             raise ValueError(f"unknown selection {self.selection!r}: use follow or greedy")
+        if self.concurrency is not None and self.concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1 (got {self.concurrency})")
+        if self.holdout_episodes < 0 or self.llm_retries < 0:
+            raise ValueError("holdout-episodes and llm-retries must be 0 or more")
+        if set(self.holdout_seeds) & set(self.seeds):
+            raise ValueError(
+                "held-out seeds must differ from the training seeds: raise holdout-first-seed"
+            )
+        if self.executor not in ("local", "ray"):
+            raise ValueError(f"unknown executor {self.executor!r}: use local or ray")
         if self.proposer == "llm" and not self.model:
             raise ValueError("the llm proposer needs --model")

@@ -1,4 +1,7 @@
-"""Progress of a run: a live rich table on a terminal, one plain line per iteration otherwise."""
+"""Progress of a run: a live rich table on a terminal, one plain line per iteration otherwise.
+
+Notes come from proposers (an LLM's words), so they go through textsafe before display.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +13,24 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from engine.config import RunConfig
 from engine.loop import IterationReport, LoopState
+from engine.textsafe import safe_line, safe_markup
 
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
+
+
+def _best(report: IterationReport | None) -> str:
+    if report is None:
+        return "-"
+    held = report.best_holdout
+    return _fmt(report.best_mean) + (f" (held-out {held:.2f})" if held is not None else "")
+
+
+def _rate(state: LoopState) -> float:
+    return state.env_steps_here / max(time.monotonic() - state.started, 1e-9)
 
 
 class LineReporter:
@@ -32,23 +48,25 @@ class LineReporter:
     def iteration(self, report: IterationReport, state: LoopState) -> None:
         program = report.program_id[:8] if report.program_id else "-"
         print(
-            f"iter {report.iteration + 1:>4} program {program} status {report.status:<14} "
-            f"mean {_fmt(report.mean_return):>8} best {_fmt(report.best_mean):>8} "
-            f"env_steps {state.env_steps} tokens {state.tokens} | {report.note[:80]}",
+            f"iter {report.iteration + 1:>4} island {report.island} program {program} "
+            f"status {report.status:<14} mean {_fmt(report.mean_return):>8} "
+            f"best {_best(report)} in_flight {state.in_flight} busy {state.busy:.0%} "
+            f"env_steps {state.env_steps} ({_rate(state):.0f}/s) tokens {state.tokens} "
+            f"| {safe_line(report.note[:80])}",
             file=self.stream,
             flush=True,
         )
 
     def message(self, text: str) -> None:
-        print(text, file=self.stream, flush=True)
+        print(safe_line(text), file=self.stream, flush=True)
 
 
 class LiveReporter:
     """For a terminal: a table of the run's state, redrawn after every iteration."""
 
-    def __init__(self, total_iterations: int) -> None:
+    def __init__(self, config: RunConfig) -> None:
         self.console = Console(stderr=True)
-        self.total = total_iterations
+        self.config = config
         self.recent: list[IterationReport] = []
         self.state: LoopState | None = None
         self.started = time.monotonic()
@@ -61,25 +79,35 @@ class LiveReporter:
     def __exit__(self, *exc: object) -> None:
         self.live.__exit__(None, None, None)
 
+    def _eta(self, state: LoopState) -> str:
+        """Time left against the iteration count and every budget set, whichever is first."""
+        elapsed = time.monotonic() - self.started
+        done = max(state.iteration_here, 1)
+        left = [(self.config.iterations - state.iteration) * elapsed / done]
+        if self.config.max_time_seconds is not None:
+            left.append(self.config.max_time_seconds - elapsed)
+        if self.config.max_env_steps is not None and state.env_steps_here:
+            rate = state.env_steps_here / elapsed
+            left.append((self.config.max_env_steps - state.env_steps) / rate)
+        return f"{max(0.0, min(left)):.0f} s"
+
     def _render(self) -> Table:
         state = self.state
         last = self.recent[-1] if self.recent else None
         table = Table(title="evocade run", show_header=False, expand=False)
-        table.add_row("iteration", f"{state.iteration if state else 0} / {self.total}")
-        table.add_row("best mean return", _fmt(last.best_mean if last else None))
-        table.add_row(
-            "last", f"{last.status} {_fmt(last.mean_return)}" if last else "(seed program)"
-        )
-        table.add_row("env steps", str(state.env_steps if state else 0))
-        table.add_row(
-            "LLM tokens / cost",
-            f"{state.tokens if state else 0} / {state.cost if state else 0.0:.4f}",
-        )
+        table.add_row("iteration", f"{state.iteration if state else 0} / {self.config.iterations}")
+        table.add_row("best mean return", _best(last))
+        table.add_row("in flight", f"{state.in_flight if state else 0}")
+        if state is not None:
+            table.add_row("env steps", f"{state.env_steps} ({_rate(state):.0f}/s)")
+            table.add_row("sandbox slots busy", f"{state.busy:.0%}")
+            table.add_row("LLM tokens / cost", f"{state.tokens} / {state.cost:.4f}")
+            table.add_row("eta", self._eta(state))
         table.add_row("elapsed", f"{time.monotonic() - self.started:.0f} s")
         for report in self.recent[-5:]:
             table.add_row(
-                f"  #{report.iteration + 1}",
-                f"{report.status} {_fmt(report.mean_return)} {report.note[:60]}",
+                f"  #{report.iteration + 1} i{report.island}",
+                f"{report.status} {_fmt(report.mean_return)} {safe_markup(report.note[:60])}",
             )
         return table
 
@@ -89,4 +117,4 @@ class LiveReporter:
         self.live.update(self._render())
 
     def message(self, text: str) -> None:
-        self.console.print(text)
+        self.console.print(safe_markup(text))

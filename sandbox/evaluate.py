@@ -98,6 +98,58 @@ def evaluation_from_episodes(
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class EvaluationPlan:
+    """A checked program's episodes, ready for any runner: what `evaluate` plays, for callers
+    (the population engine) that schedule episodes of many evaluations on one runner."""
+
+    game: str
+    env: EnvSettings
+    limits: Limits
+    checked: bool
+    check: CheckReport | None
+    requests: list[EpisodeRequest]  # empty when the static check refused the program
+
+    def result(
+        self, backend: str, episodes: list[EpisodeResult], wall_seconds: float
+    ) -> EvaluationResult:
+        return evaluation_from_episodes(
+            self.game,
+            self.env,
+            self.limits,
+            backend,
+            checked=self.checked,
+            check=self.check,
+            episodes=episodes,
+            wall_seconds=wall_seconds,
+        )
+
+
+def plan_evaluation(
+    source: str,
+    game: str,
+    *,
+    seeds: list[int],
+    env: EnvSettings | None = None,
+    limits: Limits | None = None,
+    check: bool | CheckReport = True,
+) -> EvaluationPlan:
+    """Check `source` (unless `check=False`; a `CheckReport` already made is reused) and make
+    one episode request per seed; no requests when the check refused it."""
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be a non-empty list of distinct ints, got {seeds!r}")
+    env = env or EnvSettings()
+    limits = limits or Limits()
+    name = get_game(game).name
+    report = check if isinstance(check, CheckReport) else check_source(source) if check else None
+    checked = report is not None
+    if report is not None and not report.ok:  # never runs: no sandbox needed to say so
+        return EvaluationPlan(name, env, limits, True, report, [])
+    template = EpisodeRequest(source, name, seeds[0], env, limits, restricted=checked)
+    requests = [dataclasses.replace(template, seed=seed) for seed in seeds]
+    return EvaluationPlan(name, env, limits, checked, report, requests)
+
+
 def evaluate(
     source: str,
     game: str,
@@ -117,45 +169,20 @@ def evaluate(
     pool's); without, a pool of `workers` sandboxes (default: one per seed, at most one per
     core) is made for this evaluation and closed after it.
     """
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be a non-empty list of distinct ints, got {seeds!r}")
-    env = env or EnvSettings()
-    limits = limits or Limits()
-    game_info = get_game(game)
     started = time.monotonic()
-    report = check_source(source) if check else None
-    if report is not None and not report.ok:  # never runs: no sandbox needed to say so
+    plan = plan_evaluation(source, game, seeds=seeds, env=env, limits=limits, check=check)
+    if not plan.requests:
         name = pool.name if pool else backend if isinstance(backend, str) else backend.name
-        return evaluation_from_episodes(
-            game_info.name,
-            env,
-            limits,
-            name,
-            checked=True,
-            check=report,
-            episodes=[],
-            wall_seconds=0.0,
-        )
-    template = EpisodeRequest(source, game_info.name, seeds[0], env, limits, restricted=check)
-    requests = [dataclasses.replace(template, seed=seed) for seed in seeds]
+        return plan.result(name, [], 0.0)
     if pool is None:
         slots = min(workers or len(seeds), len(seeds))
-        runner: EpisodeRunner = open_runner(backend, limits, max(1, slots))
+        runner: EpisodeRunner = open_runner(backend, plan.limits, max(1, slots))
     else:
         runner = pool
     try:
         with ThreadPoolExecutor(max_workers=min(runner.slots, len(seeds))) as threads:
-            episodes = list(threads.map(runner.run, requests))
+            episodes = list(threads.map(runner.run, plan.requests))
     finally:
         if pool is None:
             runner.close()
-    return evaluation_from_episodes(
-        game_info.name,
-        env,
-        limits,
-        runner.name,
-        checked=check,
-        check=report,
-        episodes=episodes,
-        wall_seconds=time.monotonic() - started,
-    )
+    return plan.result(runner.name, episodes, time.monotonic() - started)

@@ -4,7 +4,7 @@ This package never runs code: it imports neither `sandbox` nor `engine`. Start a
 `storage.repository.Store`; the read-only questions live in `storage.queries`.
 """
 
-from storage.encode import env_key, seeds_key
+from storage.encode import env_key, holdout_env_key, seeds_key
 from storage.errors import (
     AmbiguousIdError,
     AppendOnlyError,
@@ -35,6 +35,7 @@ __all__ = [
     "Store",
     "StoredTrace",
     "env_key",
+    "holdout_env_key",
     "seeds_key",
     "short_id",
 ]

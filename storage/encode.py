@@ -68,6 +68,17 @@ def env_key(game: str, env: Mapping[str, Any]) -> str:
     return f"{game} {canonical_json(dict(env))}"
 
 
+def holdout_env_key(game: str, env: Mapping[str, Any]) -> str:
+    """The key of held-out evaluations: the env key with a ` holdout` suffix.
+
+    Held-out seeds confirm a candidate before it may become a run's best. Their scores must not
+    compete with training scores when a program's representative evaluation is chosen
+    (history, lineage, the runs listing rank the run's own key first), so they live under a key
+    of their own; `best_program(run, holdout_env_key(...))` asks for the best confirmed one.
+    """
+    return f"{env_key(game, env)} holdout"
+
+
 def seeds_key(seeds: Sequence[int]) -> str:
     """Seeds in their given order (order matters: episode i uses seeds[i]), e.g. "0,1,2"."""
     return ",".join(str(int(seed)) for seed in seeds)
@@ -175,8 +186,11 @@ def evaluation_row(
     result: Mapping[str, Any],
     traces: Sequence[Mapping[str, Any] | None] | None,
     seeds: Sequence[int] | None,
+    *,
+    holdout: bool = False,
 ) -> EvaluationRow:
-    """Validate the sandbox's result dict and split it into columns and traces."""
+    """Validate the sandbox's result dict and split it into columns and traces; a `holdout`
+    evaluation is keyed by `holdout_env_key`."""
     for field in ("game", "env", "status"):
         if field not in result:
             raise InvalidInputError(f"evaluation result lacks {field!r}")
@@ -224,7 +238,7 @@ def evaluation_row(
     values: dict[str, Any] = {
         "game": game,
         "env": dict(env),
-        "env_key": env_key(game, env),
+        "env_key": holdout_env_key(game, env) if holdout else env_key(game, env),
         "seeds": seed_list,
         "seeds_key": seeds_key(seed_list),
         "episodes": episodes,

@@ -217,6 +217,8 @@ class Program(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     check_report: Mapped[dict[str, Any] | None]
     note: Mapped[str | None] = mapped_column(Text)  # migration 0002
+    island: Mapped[int | None] = mapped_column(Integer)  # migration 0005: lineage it grew in
+    iteration: Mapped[int | None] = mapped_column(Integer)  # migration 0005: proposal number
 
     run: Mapped[Run] = relationship(back_populates="programs", foreign_keys=[run_id])
     parent: Mapped[Program | None] = relationship(

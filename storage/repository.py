@@ -520,6 +520,8 @@ class Store:
         generation: int | None = None,
         check_report: Mapping[str, Any] | None = None,
         note: str | None = None,
+        island: int | None = None,
+        iteration: int | None = None,
     ) -> Program:
         """Record a program, or return the run's existing row with the same source.
 
@@ -556,6 +558,8 @@ class Store:
                     generation=generation,
                     check_report=dict(check_report) if check_report is not None else None,
                     note=note,
+                    island=island,
+                    iteration=iteration,
                 )
                 session.add(program)
             return program
@@ -575,6 +579,20 @@ class Store:
             select(Program).where(Program.run_id == run_id, Program.sha256 == digest)
         ).first()
 
+    def numbered_programs(self, run_id: str) -> list[tuple[str, int | None, int, str | None]]:
+        """(id, island, iteration, parent id) of the run's programs that a proposal numbered,
+        oldest number first: what a resume needs to find the candidates that were in flight."""
+        query = (
+            select(Program.id, Program.island, Program.iteration, Program.parent_id)
+            .where(Program.run_id == run_id, Program.iteration.is_not(None))
+            .order_by(Program.iteration)
+        )
+        with self._read() as session:
+            self._run(session, run_id)
+            return [
+                (pid, island, int(n), parent) for pid, island, n, parent in session.execute(query)
+            ]
+
     def find_program(self, run_id: str, source: str) -> Program | None:
         """The run's program with exactly this source, if any."""
         with self._read() as session:
@@ -589,15 +607,17 @@ class Store:
         traces: Sequence[Mapping[str, Any] | None] | None = None,
         *,
         seeds: Sequence[int] | None = None,
+        holdout: bool = False,
     ) -> Evaluation:
         """Record one sandbox evaluation result and its traces in one transaction.
 
         `result` is the sandbox's evaluation JSON as a dict. Traces come from `traces` (one per
         episode, None for none) or else from each episode's `"trace"`; each is compressed and
         capped (see `storage.encode.encode_trace`). `seeds` are the requested seeds, needed
-        only for a rejected program, which has no episodes to read them from.
+        only for a rejected program, which has no episodes to read them from. A `holdout`
+        evaluation (held-out seeds) is keyed by `storage.encode.holdout_env_key`.
         """
-        row = evaluation_row(result, traces, seeds)
+        row = evaluation_row(result, traces, seeds, holdout=holdout)
         encoded = [
             (episode, seed, steps, encode_trace(trace, self.trace_cap_bytes))
             for episode, seed, steps, trace in row.traces

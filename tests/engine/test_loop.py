@@ -70,21 +70,27 @@ def test_loop_env_step_budget_stops_cleanly(tmp_path: Path, bwrap_backend) -> No
         assert store.get_run(outcome.run_id).status == "stopped"
 
 
-def test_loop_stop_request_finishes_the_iteration_and_records(
+def test_loop_stop_request_finishes_the_candidates_in_hand_and_records(
     tmp_path: Path, bwrap_backend
 ) -> None:
     stop = StopRequest()
+    proposed: list[int] = []
 
     class StopAfterFirst(MutationProposer):
         def propose(self, context):  # type: ignore[no-untyped-def]
-            stop.request("received SIGTERM")
+            proposed.append(context.iteration)
+            if not stop:
+                stop.request("received SIGTERM")  # one signal, during the first proposal
             return super().propose(context)
 
     with Store.open(tmp_path / "run.db") as store:
         outcome = optimize(store, _config(iterations=10), StopAfterFirst(), stop=stop)
-        assert outcome.iterations == 1  # the iteration in hand was finished and recorded
+        # Nothing new is proposed after the stop; what was in hand is finished and recorded.
+        assert 1 <= len(proposed) < 10
+        assert outcome.iterations == len(proposed)
         assert "SIGTERM" in outcome.reason
         events = store.events(outcome.run_id)
+        assert sum(e.kind == "iteration" for e in events) == len(proposed)
         assert events[-1].kind == "run_stopped" and "SIGTERM" in events[-1].message
 
 
@@ -210,7 +216,9 @@ def test_loop_with_scripted_llm_survives_everything(
         sleep=delays.append,
         prices={"scripted-model": (1.0, 2.0)},
     )
-    config = _config(iterations=6, proposer="llm", model="scripted-model", act_seconds=0.5)
+    config = _config(
+        iterations=6, proposer="llm", model="scripted-model", act_seconds=0.5, concurrency=1
+    )
     with Store.open(tmp_path / "run.db") as store:
         outcome = optimize(store, config, proposer)
         run_id = outcome.run_id

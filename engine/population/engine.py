@@ -1,0 +1,482 @@
+"""The population engine: K candidates in flight, their episodes on one pool of sandbox slots.
+
+One coordinating thread owns all state and every decision; proposers (LLM calls, mutations)
+run on threads of their own, episodes on the episode queue's slot threads, and both report
+back through one inbox. So a slow LLM call never idles a core while any episode waits, and
+the decisions stay those of `engine.selection`, applied one at a time in the order candidates
+finish. Everything is committed as it happens (programs, evaluations, LLM calls, one
+`iteration` event per decided proposal carrying its island's state), which is what
+`engine.population.resume` rebuilds a killed run from.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from engine.config import RunConfig
+from engine.feedback import compose_feedback
+from engine.population.candidate import Candidate, Stage, stage_setting
+from engine.population.context import proposal_context
+from engine.population.progress import IterationReport, LoopState, Reporter, StopRequest
+from engine.population.resume import RunPosition
+from engine.population.scheduler import EpisodeQueue
+from engine.proposers.base import LlmExchange, Proposal, Proposer
+from engine.records import stored_result
+from engine.selection import (
+    Champion,
+    IslandState,
+    Policy,
+    after_failure,
+    decide,
+    is_promising,
+    migration,
+    next_island,
+    reseeded,
+    run_best,
+)
+from sandbox.episodes import EpisodeRunner, RunnerClosed
+from sandbox.evaluate import plan_evaluation
+from sandbox.games import Game
+from sandbox.results import EpisodeResult, EvaluationResult, Status
+from storage import Store
+
+SEED = -1  # the seed program's key among the candidates in flight
+FEEDBACK_CAP = 6000  # characters of a failure's feedback kept for the island's next prompt
+
+
+class Population:
+    """Drives one run from its current position until it is done or told to stop."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: RunConfig,
+        game: Game,
+        proposer: Proposer,
+        runner: EpisodeRunner,
+        reporter: Reporter,
+        stop: StopRequest,
+        run_id: str,
+    ) -> None:
+        self.store, self.config, self.game = store, config, game
+        self.proposer, self.runner, self.reporter, self.stop = proposer, runner, reporter, stop
+        self.run_id = run_id
+        self.policy = Policy(
+            config.selection_rule,  # type: ignore[arg-type]
+            config.regress_ratio,
+            config.regress_patience,
+            holdout=config.holdout_episodes > 0,
+        )
+        self.inbox: queue.SimpleQueue[tuple[str, Any, Any]] = queue.SimpleQueue()
+        self.episodes = EpisodeQueue(runner, lambda tag, out: self.inbox.put(("episode", tag, out)))
+        self.limit = config.in_flight(runner.slots)
+        self.islands: list[IslandState] = []
+        self.in_flight: dict[int, Candidate] = {}
+        self.to_propose: deque[int] = deque()
+        self.next_iteration = 0
+        usage = store.run_usage(run_id)
+        self.state = LoopState(
+            run_id,
+            env_steps=usage.env_steps,
+            tokens=usage.tokens,
+            cost=usage.cost,
+            env_steps_start=usage.env_steps,
+        )
+        self.wall_before = 0.0
+        self.stopping: str | None = None
+        self.abandoned = False
+        self._recorded_calls: set[str] = set()
+        self._calls_lock = threading.Lock()
+
+    # -- the coordinating loop ---------------------------------------------------------------
+
+    def start(self, seed_id: str, seed_source: str) -> None:
+        seed = Candidate(SEED, 0, seed_id, program_id=seed_id, source=seed_source)
+        self.in_flight[SEED] = seed
+        self._start_stage(seed, "smoke")
+
+    def resume(self, position: RunPosition, seed_id: str, seed_source: str) -> None:
+        self.state.iteration = self.state.iteration_start = len(position.decided)
+        self.wall_before = position.wall_seconds
+        self.next_iteration = position.next_iteration
+        self.to_propose.extend(position.to_propose)
+        if position.islands is None:
+            self.start(seed_id, seed_source)
+        else:
+            self.islands = position.islands
+        for program in position.in_flight:
+            source = self.store.get_program(program.program_id).source
+            candidate = Candidate(
+                program.iteration,
+                min(program.island, self.config.islands - 1),
+                program.parent_id or seed_id,
+                program_id=program.program_id,
+                source=source,
+                note="resumed",
+            )
+            self.in_flight[program.iteration] = candidate
+            if self.islands:
+                self._start_stage(candidate, "smoke")
+
+    def run(self) -> str:
+        """Until every proposal is decided, or a stop request or budget; returns the reason."""
+        while True:
+            self._check_stop()
+            if self.stopping is None and self.islands:
+                self._fill()
+            if not self.in_flight or self.abandoned:
+                return self.stopping or "iterations"
+            try:
+                kind, tag, outcome = self.inbox.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if kind == "episode":
+                self._on_episode(tag, outcome)
+            elif kind == "proposed":
+                self._on_proposal(tag, outcome)
+
+    def close(self) -> None:
+        self.episodes.close()
+
+    def wall_seconds(self) -> float:
+        return self.wall_before + time.monotonic() - self.state.started
+
+    def _check_stop(self) -> None:
+        if self.stop and self.stopping is None:
+            self.stopping = f"stopped: {self.stop.reason}"
+            self._cancel_proposals()
+            if self.in_flight:
+                self.reporter.message(
+                    f"stopping: finishing {len(self.in_flight)} candidate(s) in flight "
+                    "(again to abandon them; they resume with --resume)"
+                )
+        if self.stop.count >= 2 and not self.abandoned:
+            self.abandoned = True
+            self.runner.close()
+        if self.stopping is None:
+            self.stopping = self._budget_reason()
+            if self.stopping is not None:
+                self.store.add_event(self.run_id, "budget_hit", self.stopping)
+                self._cancel_proposals()
+
+    def _cancel_proposals(self) -> None:
+        cancel = getattr(self.proposer, "cancel", None)
+        if callable(cancel) and any(c.stage is None for c in self.in_flight.values()):
+            cancel()
+
+    def _budget_reason(self) -> str | None:
+        config, state = self.config, self.state
+        if config.max_env_steps is not None and state.env_steps >= config.max_env_steps:
+            return f"budget: {state.env_steps} env steps >= {config.max_env_steps}"
+        if config.max_tokens is not None and state.tokens >= config.max_tokens:
+            return f"budget: {state.tokens} LLM tokens >= {config.max_tokens}"
+        if config.max_cost is not None and state.cost >= config.max_cost:
+            return f"budget: LLM cost {state.cost:.4f} >= {config.max_cost}"
+        elapsed = time.monotonic() - state.started
+        if config.max_time_seconds is not None and elapsed >= config.max_time_seconds:
+            return f"budget: {elapsed:.0f} s wall time >= {config.max_time_seconds:g} s"
+        return None
+
+    # -- proposing ---------------------------------------------------------------------------
+
+    def _fill(self) -> None:
+        while len(self.in_flight) < self.limit:
+            if self.to_propose:
+                number = self.to_propose.popleft()
+            elif self.next_iteration < self.config.iterations:
+                number = self.next_iteration
+                self.next_iteration += 1
+            else:
+                return
+            busy = [c.island for c in self.in_flight.values() if c.iteration != SEED]
+            island = next_island(self.islands, busy, number)
+            parent_id = self.islands[island].head_id
+            candidate = Candidate(number, island, parent_id)
+            self.in_flight[number] = candidate
+            context = proposal_context(
+                self.store, self.config, self.game, self.islands[island], number, self._on_call
+            )
+            threading.Thread(
+                target=self._propose, args=(number, context), name=f"propose-{number}", daemon=True
+            ).start()
+
+    def _propose(self, number: int, context: Any) -> None:
+        try:
+            outcome: Proposal | BaseException = self.proposer.propose(context)
+        except BaseException as error:  # reported to the coordinator, which raises it
+            outcome = error
+        self.inbox.put(("proposed", number, outcome))
+
+    def _on_call(self, exchange: LlmExchange, parent_id: str) -> None:
+        """Record an LLM attempt the moment it ends (from the proposer's thread)."""
+        with self._calls_lock:
+            if exchange.id in self._recorded_calls:
+                return
+            self._recorded_calls.add(exchange.id)
+        self.store.record_llm_call(
+            self.run_id,
+            call_id=exchange.id,
+            prompt=exchange.prompt,
+            model=exchange.model,
+            response=exchange.response,
+            tokens_in=exchange.tokens_in,
+            tokens_out=exchange.tokens_out,
+            latency_seconds=exchange.latency_seconds,
+            cost=exchange.cost,
+            error=exchange.error,
+            parent_program_id=parent_id,
+        )
+
+    def _on_proposal(self, number: int, outcome: Proposal | BaseException) -> None:
+        candidate = self.in_flight.get(number)
+        if candidate is None:
+            return
+        if isinstance(outcome, BaseException):
+            raise outcome
+        for exchange in outcome.exchanges:  # any the proposer did not report as it went
+            self._on_call(exchange, candidate.parent_id)
+            self.state.tokens += (exchange.tokens_in or 0) + (exchange.tokens_out or 0)
+            self.state.cost += exchange.cost or 0.0
+        if outcome.cancelled:  # shutdown: proposed again on resume, not an outcome
+            del self.in_flight[number]
+            return
+        if outcome.source is None:
+            candidate.note = outcome.note
+            self._decide_failure(
+                candidate, f"Your last proposal produced no program: {outcome.note}"
+            )
+            return
+        parent = self.store.get_program(candidate.parent_id)
+        program = self.store.add_program(
+            self.run_id,
+            outcome.source,
+            origin=outcome.origin,
+            parent_id=candidate.parent_id,
+            generation=parent.generation + 1,
+            note=outcome.note[:2000] or None,
+            island=candidate.island,
+            iteration=number,
+        )
+        answered = [e for e in outcome.exchanges if e.error is None and e.response]
+        if answered:
+            self.store.link_llm_call(answered[-1].id, program.id)
+        candidate.program_id, candidate.source = program.id, outcome.source
+        candidate.note = outcome.note
+        self._start_stage(candidate, "smoke")
+
+    # -- evaluating --------------------------------------------------------------------------
+
+    def _start_stage(self, candidate: Candidate, stage: Stage) -> None:
+        setting = stage_setting(stage, self.config, self.game)
+        assert candidate.program_id is not None
+        found = self.store.find_evaluation(candidate.program_id, setting.key, setting.seeds)
+        if found is not None:  # committed before: never played twice
+            self._stage_done(candidate, stage, stored_result(self.store, found))
+            return
+        plan = plan_evaluation(
+            candidate.source,
+            self.game.name,
+            seeds=setting.seeds,
+            env=setting.env,
+            limits=self.config.limits(),
+            check=candidate.check or self.config.check,
+        )
+        candidate.check = plan.check
+        candidate.stage, candidate.plan, candidate.episodes = stage, plan, {}
+        candidate.stage_started = time.monotonic()
+        if not plan.requests:  # rejected by the static check: nothing to play
+            self._record(candidate, stage, plan.result(self.runner.name, [], 0.0))
+            return
+        for index, request in enumerate(plan.requests):
+            self.episodes.submit(candidate.priority(), request, (candidate.iteration, stage, index))
+
+    def _on_episode(self, tag: tuple[int, Stage, int], outcome: Any) -> None:
+        number, stage, index = tag
+        candidate = self.in_flight.get(number)
+        if isinstance(outcome, RunnerClosed):
+            return  # abandoned: nothing half-finished is recorded
+        if isinstance(outcome, BaseException):
+            raise outcome
+        if candidate is None or candidate.stage != stage or candidate.plan is None:
+            return
+        assert isinstance(outcome, EpisodeResult)
+        candidate.episodes[index] = outcome
+        if len(candidate.episodes) < len(candidate.plan.requests):
+            return
+        episodes = [candidate.episodes[i] for i in range(len(candidate.plan.requests))]
+        wall = time.monotonic() - candidate.stage_started
+        self._record(candidate, stage, candidate.plan.result(self.runner.name, episodes, wall))
+
+    def _record(self, candidate: Candidate, stage: Stage, result: EvaluationResult) -> None:
+        setting = stage_setting(stage, self.config, self.game)
+        assert candidate.program_id is not None
+        self.store.record_evaluation(
+            candidate.program_id,
+            result.summary_dict(with_traces=True),
+            seeds=setting.seeds,
+            holdout=setting.holdout,
+        )
+        self.state.env_steps += result.total_steps
+        self._stage_done(candidate, stage, result)
+
+    def _stage_done(self, candidate: Candidate, stage: Stage, result: EvaluationResult) -> None:
+        candidate.results[stage] = result
+        candidate.stage, candidate.plan = None, None
+        clean = result.status == Status.OK
+        if stage == "smoke" and clean:
+            self._start_stage(candidate, "train")
+        elif stage == "train" and clean and self._wants_holdout(candidate, result):
+            self._start_stage(candidate, "holdout")
+        elif candidate.iteration == SEED:
+            self._decide_seed(candidate)
+        elif "train" in candidate.results and candidate.results["train"].status == Status.OK:
+            self._decide_clean(candidate)
+        else:
+            feedback = (
+                "Your last proposal failed and was discarded (the program below is still the "
+                f"current one):\n```python\n{candidate.source.strip()}\n```\n"
+                + compose_feedback(result, self.game)
+            )
+            self._decide_failure(candidate, feedback, result)
+
+    def _wants_holdout(self, candidate: Candidate, train: EvaluationResult) -> bool:
+        if not self.policy.holdout:
+            return False
+        if candidate.iteration == SEED:
+            return True
+        return is_promising(_mean(train), self.islands[candidate.island])
+
+    # -- deciding ----------------------------------------------------------------------------
+
+    def _decide_seed(self, seed: Candidate) -> None:
+        assert seed.program_id is not None
+        train = seed.results.get("train")
+        best = None
+        if train is not None and train.status == Status.OK:
+            holdout = seed.results.get("holdout")
+            held = _mean(holdout) if holdout and holdout.status == Status.OK else None
+            best = Champion(seed.program_id, _mean(train), held)
+        self.islands = [IslandState(seed.program_id, best) for _ in range(self.config.islands)]
+        self.store.set_head(self.run_id, seed.program_id)
+        self.store.add_event(
+            self.run_id,
+            "population",
+            f"{self.config.islands} island(s) start from seed {seed.label}",
+            data={"islands": [island.to_json() for island in self.islands]},
+        )
+        del self.in_flight[SEED]
+        last = seed.results[max(seed.results, key=lambda s: ("smoke", "train", "holdout").index(s))]
+        self.reporter.message(
+            f"seed program {seed.label}: {last.status}, mean return {_fmt(last.mean_return)}"
+        )
+
+    def _decide_clean(self, candidate: Candidate) -> None:
+        assert candidate.program_id is not None
+        holdout = candidate.results.get("holdout")
+        held = _mean(holdout) if holdout is not None and holdout.status == Status.OK else None
+        train = candidate.results["train"]
+        island = self.islands[candidate.island]
+        decision = decide(island, candidate.program_id, _mean(train), self.policy, held)
+        if decision.became_head or decision.rolled_back_to:
+            self.store.set_head(self.run_id, decision.island.head_id)
+        note = candidate.note
+        if decision.became_best and held is not None:
+            note = f"new best on held-out seeds ({_fmt(held)}); {note}"
+        self._commit(candidate, decision.island, str(train.status), train.mean_return, held, note)
+        if decision.rolled_back_to:
+            best = decision.island.best
+            assert best is not None
+            self.store.add_event(
+                self.run_id,
+                "rollback",
+                f"island {candidate.island}: rollback to best {best.program_id[:8]} "
+                f"({_fmt(best.score)}) after {self.config.regress_patience} regressions in a row",
+                data={"island": candidate.island, "to": best.program_id},
+            )
+
+    def _decide_failure(
+        self, candidate: Candidate, feedback: str, result: EvaluationResult | None = None
+    ) -> None:
+        state = after_failure(self.islands[candidate.island], feedback[:FEEDBACK_CAP])
+        status = str(result.status) if result is not None else "no_program"
+        self._commit(candidate, state, status, result.mean_return if result else None, None)
+
+    def _commit(
+        self,
+        candidate: Candidate,
+        island: IslandState,
+        status: str,
+        mean: float | None,
+        held: float | None,
+        note: str | None = None,
+    ) -> None:
+        """The decision's commit point: the `iteration` event, with the island's new state."""
+        self.islands[candidate.island] = island
+        self.state.iteration += 1
+        note = candidate.note if note is None else note
+        self.store.add_event(
+            self.run_id,
+            "iteration",
+            f"iteration {candidate.iteration}: {status}",
+            data={
+                "iteration": candidate.iteration,
+                "program": candidate.program_id,
+                "island": candidate.island,
+                "status": status,
+                "mean_return": mean,
+                "holdout_mean": held,
+                "regressions": island.regressions,
+                "env_steps": self.state.env_steps,
+                "tokens": self.state.tokens,
+                "cost": self.state.cost,
+                "wall_seconds": round(self.wall_seconds(), 3),
+                "note": note[:500],
+                "island_state": island.to_json(),
+            },
+        )
+        del self.in_flight[candidate.iteration]
+        self._migrate()
+        self.store.checkpoint()
+        best = run_best(self.islands)
+        report = IterationReport(
+            candidate.iteration,
+            candidate.program_id,
+            status,
+            mean,
+            best.train_mean if best else None,
+            island.head_id,
+            note,
+            island=candidate.island,
+            holdout_mean=held,
+            best_holdout=best.holdout_mean if best else None,
+        )
+        self.state.in_flight = len(self.in_flight)
+        self.state.busy = self.episodes.busy_fraction()
+        self.reporter.iteration(report, self.state)
+
+    def _migrate(self) -> None:
+        move = migration(self.islands, self.state.iteration, self.config.migrate_every)
+        if move is None:
+            return
+        donor, receiver = move
+        state = reseeded(self.islands[donor])
+        self.islands[receiver] = state
+        self.store.add_event(
+            self.run_id,
+            "migration",
+            f"island {receiver} reseeded from island {donor}'s best {state.head_id[:8]}",
+            data={"from": donor, "to": receiver, "state": state.to_json()},
+        )
+
+
+def _mean(result: EvaluationResult | None) -> float:
+    value = result.mean_return if result is not None else None
+    return value if value is not None else float("-inf")
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
