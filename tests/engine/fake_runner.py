@@ -3,7 +3,8 @@
 Each episode's return is a deterministic function of (program source, seed), and its length a
 function of the env's step cap, so a run over this runner is reproducible and its budgets
 count. A program containing `raise` "crashes"; one containing `FAKE_SCORE = <n>` scores n on
-every seed (tests use it to steer selection). `gate` lets a test hold episodes until it says
+every seed (tests use it to steer selection), and `FAKE_HOLDOUT = <m>` makes it score m on
+held-out seeds instead. `gate` lets a test hold episodes until it says
 so, to observe what is in flight.
 """
 
@@ -17,9 +18,14 @@ from sandbox.episodes import EpisodeRequest, RunnerClosed
 from sandbox.results import EpisodeResult, Status
 
 _FIXED = re.compile(r"FAKE_SCORE\s*=\s*(-?\d+(?:\.\d+)?)")
+_HELD_OUT = re.compile(r"FAKE_HOLDOUT\s*=\s*(-?\d+(?:\.\d+)?)")
+HOLDOUT_FIRST_SEED = 1000  # RunConfig's default: seeds from here are held-out seeds
 
 
 def fake_return(source: str, seed: int) -> float:
+    held_out = _HELD_OUT.search(source)
+    if held_out and seed >= HOLDOUT_FIRST_SEED:
+        return float(held_out.group(1))
     fixed = _FIXED.search(source)
     if fixed:
         return float(fixed.group(1))
