@@ -48,7 +48,9 @@ from tests.conftest import descendants
 from tests.engine.scripted_llm import DEFAULT_PROGRAM, Answer, ScriptedLLM
 from tests.engine.scripted_llm import Status as HttpStatus
 
-SHORT = {"game": "Pong", "episodes": 2, "max_steps": 200, "smoke_max_steps": 60}
+# One candidate at a time: these tests inject a fault at a given proposal and read what follows
+# in order (concurrency itself is tested in tests/engine/population and tests/engine/test_loop).
+SHORT = {"game": "Pong", "episodes": 2, "max_steps": 200, "smoke_max_steps": 60, "concurrency": 1}
 
 
 class Hooked:
@@ -187,7 +189,8 @@ def test_fault_sandbox_killed_mid_episode_is_crashed_and_the_loop_goes_on(
     assert outcome.reason == "iterations" and outcome.iterations == 2
     assert run.status == "finished"
     assert statuses[1] == "ok"
-    assert [e.status for e in seed_evaluations] == ["ok", "ok"]  # smoke and full, untouched
+    # smoke, training and held-out, untouched
+    assert [e.status for e in seed_evaluations] == ["ok", "ok", "ok"]
     assert _integrity(tmp_path / "run.db") == "ok"
     assert leftover_processes() == []
     record(
