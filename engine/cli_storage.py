@@ -29,7 +29,7 @@ from engine.cli_storage_render import (
 from engine.db_option import DEFAULT_DB, DbOption, opened_store
 from engine.errors import UserError
 from engine.textsafe import safe_block
-from storage import Store, short_id
+from storage import Store, holdout_env_key, short_id
 from storage.queries import ScoredProgram
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
@@ -82,10 +82,11 @@ def runs_command(db: DbOption = DEFAULT_DB, as_json: JsonOption = False) -> None
     """
     with opened_store(db) as store:
         summaries = store.runs()
+        extras = {summary.run_id: run_extras(store, summary.run_id) for summary in summaries}
         if as_json:
-            print(to_json([asdict(summary) for summary in summaries]))
+            print(to_json([{**asdict(s), **extras[s.run_id]} for s in summaries]))
         else:
-            emit(render_runs(summaries, store.location))
+            emit(render_runs(summaries, store.location, extras))
 
 
 def show_command(
@@ -140,8 +141,27 @@ def diff_command(
             print(safe_block(text), end="")
 
 
-def _best_dict(best: ScoredProgram, run_id: str, game: str) -> dict[str, Any]:
-    return {"run_id": run_id, "game": game, **asdict(best)}
+def run_extras(store: Store, run_id: str) -> dict[str, Any]:
+    """What a run cost and its confirmed best: env steps (smoke, training and held-out),
+    LLM tokens and cost (from the stored calls), wall seconds over every invocation, and the
+    best score on held-out seeds (None when the run never confirmed one)."""
+    usage = store.run_usage(run_id)
+    run = store.get_run(run_id)
+    held = store.best_program(run_id, holdout_env_key(run.game, run.env))
+    iterations = [e for e in store.events(run_id) if e.kind == "iteration"]
+    wall = (iterations[-1].data or {}).get("wall_seconds") if iterations else None
+    return {
+        "env_steps": usage.env_steps,
+        "tokens": usage.tokens,
+        "cost": usage.cost,
+        "wall_seconds": wall,
+        "best_holdout_mean": held.mean_return if held else None,
+        "best_holdout_program_id": held.program_id if held else None,
+    }
+
+
+def _best_dict(best: ScoredProgram, run_id: str, game: str, holdout: bool) -> dict[str, Any]:
+    return {"run_id": run_id, "game": game, "held_out": holdout, **asdict(best)}
 
 
 def best_command(
@@ -158,9 +178,11 @@ def best_command(
 ) -> None:
     """Show a run's best program; with --export, write it as a standalone policy file.
 
-    Best = highest mean return over an `ok` evaluation (a failed one only if no evaluation
-    is ok), ties broken by fewer steps, then the older program. --export never overwrites a
-    file unless --force is given.
+    Best = highest mean return on the run's held-out seeds, where the run confirmed candidates
+    on them (the default: a candidate that beats the best on its training seeds is played on
+    held-out seeds before it may become the best); otherwise the highest mean over an `ok`
+    training evaluation (a failed one only if none is ok), ties broken by fewer steps, then the
+    older program. --export never overwrites a file unless --force is given.
 
     Example: evocade best 9f8e7d6c --export pong_policy.py
     """
@@ -168,19 +190,22 @@ def best_command(
         raise UserError("--force only applies with --export FILE")
     with opened_store(db) as store:
         found = store.resolve_run(run)
-        best = store.best_program(found.id)
+        best = store.best_program(found.id, holdout_env_key(found.game, found.env))
+        held_out = best is not None
+        best = best or store.best_program(found.id)
         if best is None:
             raise UserError(f"run {short_id(found.id)} has no evaluated program yet")
         if export is not None:
             export_policy(store, best, export, force=force)
         if as_json:
-            data = _best_dict(best, found.id, found.game)
+            data = _best_dict(best, found.id, found.game, held_out)
             data["exported_to"] = str(export) if export is not None else None
             print(to_json(data))
             return
         emit(
             f"best program {field(best.short_id)} of run {field(short_id(found.id))} "
-            f"({field(found.game)}): mean {best.mean_return:+.2f} ({field(best.status)}, "
+            f"({field(found.game)}): mean {best.mean_return:+.2f}"
+            f"{' on held-out seeds' if held_out else ''} ({field(best.status)}, "
             f"{best.total_steps} steps, evaluation {field(short_id(best.evaluation_id))})"
         )
         if export is not None:

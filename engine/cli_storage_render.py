@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
@@ -70,18 +70,25 @@ def _node_line(node: ScoredProgram) -> str:
     )
 
 
-def render_runs(summaries: Sequence[RunSummary], where: str) -> str:
+def render_runs(
+    summaries: Sequence[RunSummary], where: str, extras: Mapping[str, Mapping[str, Any]]
+) -> str:
+    """BEST is the training score; HELD-OUT the confirmed best's score on held-out seeds."""
     if not summaries:
         return f"no runs in {field(where)}"
     lines = [
         f"{'RUN':<8}  {'GAME':<14} {'STATUS':<9} {'PROGRAMS':>8} {'EVALS':>6} "
-        f"{'BEST':>9}  {'HEAD':<8}  CREATED"
+        f"{'BEST':>9} {'HELD-OUT':>9} {'ENV STEPS':>10}  {'HEAD':<8}  CREATED"
     ]
     for run in summaries:
         best = f"{run.best_mean_return:+.2f}" if run.best_mean_return is not None else "-"
+        extra = extras.get(run.run_id, {})
+        held = extra.get("best_holdout_mean")
+        held_text = f"{held:+.2f}" if held is not None else "-"
         lines.append(
             f"{field(run.short_id):<8}  {field(run.game):<14} {field(run.status):<9} "
-            f"{run.programs:>8} {run.evaluations:>6} {best:>9}  "
+            f"{run.programs:>8} {run.evaluations:>6} {best:>9} {held_text:>9} "
+            f"{extra.get('env_steps', 0):>10}  "
             f"{field(short_id(run.head_program_id)):<8}  {_when(run.created_at)}"
         )
     return "\n".join(lines)

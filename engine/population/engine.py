@@ -369,9 +369,15 @@ class Population:
             data={"islands": [island.to_json() for island in self.islands]},
         )
         del self.in_flight[SEED]
-        last = seed.results[max(seed.results, key=lambda s: ("smoke", "train", "holdout").index(s))]
+        shown = train or seed.results["smoke"]
+        held = (
+            f", held-out {_fmt(best.holdout_mean)}"
+            if best and best.holdout_mean is not None
+            else ""
+        )
+        mean = _fmt(shown.mean_return)
         self.reporter.message(
-            f"seed program {seed.label}: {last.status}, mean return {_fmt(last.mean_return)}"
+            f"seed program {seed.label}: {shown.status}, mean return {mean}{held}"
         )
 
     def _decide_clean(self, candidate: Candidate) -> None:

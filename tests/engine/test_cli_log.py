@@ -61,6 +61,8 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealRun]:
                     llm.base_url,
                     "--iterations",
                     "4",
+                    "--concurrency",  # the scripted answers come in iteration order
+                    "1",
                     "--episodes",
                     "1",
                     "--max-steps",
