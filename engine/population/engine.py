@@ -89,6 +89,7 @@ class Population:
         self.wall_before = 0.0
         self.stopping: str | None = None
         self.abandoned = False
+        self.deferred: list[tuple[Candidate, Stage, EvaluationResult]] = []
         self._recorded_calls: set[str] = set()
         self._calls_lock = threading.Lock()
 
@@ -97,6 +98,10 @@ class Population:
     def start(self, seed_id: str, seed_source: str) -> None:
         seed = Candidate(SEED, 0, seed_id, program_id=seed_id, source=seed_source)
         self.in_flight[SEED] = seed
+        if self.config.proposer == "mutate":
+            # A mutation needs only the parent's source, so proposals start while the seed is
+            # played (their decisions wait for it); an LLM's prompt needs the seed's feedback.
+            self.islands = [IslandState(seed_id, None) for _ in range(self.config.islands)]
         self._start_stage(seed, "smoke")
 
     def resume(self, position: RunPosition, seed_id: str, seed_source: str) -> None:
@@ -119,8 +124,7 @@ class Population:
                 note="resumed",
             )
             self.in_flight[program.iteration] = candidate
-            if self.islands:
-                self._start_stage(candidate, "smoke")
+            self._start_stage(candidate, "smoke")  # decisions wait for the seed if need be
 
     def run(self) -> str:
         """Until every proposal is decided, or a stop request or budget; returns the reason."""
@@ -327,6 +331,13 @@ class Population:
         candidate.results[stage] = result
         candidate.stage, candidate.plan = None, None
         clean = result.status == Status.OK
+        if (
+            candidate.iteration != SEED
+            and SEED in self.in_flight
+            and not (stage == "smoke" and clean)
+        ):
+            self.deferred.append((candidate, stage, result))  # what follows needs the seed's score
+            return
         if stage == "smoke" and clean:
             self._start_stage(candidate, "train")
         elif stage == "train" and clean and self._wants_holdout(candidate, result):
@@ -379,6 +390,9 @@ class Population:
         self.reporter.message(
             f"seed program {seed.label}: {shown.status}, mean return {mean}{held}"
         )
+        deferred, self.deferred = self.deferred, []
+        for candidate, stage, result in deferred:
+            self._stage_done(candidate, stage, result)
 
     def _decide_clean(self, candidate: Candidate) -> None:
         assert candidate.program_id is not None
