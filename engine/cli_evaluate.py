@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from engine.cli_sandbox import SandboxChoice, diagnostic_lines, json_text, read_policy_file
+from engine.cli_sandbox import diagnostic_lines, json_text, read_policy_file
 from engine.episode_progress import EpisodeProgress, ProgressRunner
 from engine.errors import UserError
 from engine.interruptible import Interrupted, kill_children, kill_own_containers, run_stoppable
 from engine.textsafe import indented, safe_line
+from sandbox.names import BackendName
 
 if TYPE_CHECKING:
     from sandbox.episodes import EpisodeRunner
@@ -84,8 +85,8 @@ def evaluate_command(
     ] = None,
     max_steps: Annotated[int, typer.Option(help="Step cap per episode.")] = 27_000,
     sandbox: Annotated[
-        SandboxChoice, typer.Option(help="Isolation backend; `none` runs on the host.")
-    ] = SandboxChoice.auto,
+        BackendName, typer.Option(help="Isolation backend; `none` runs on the host.")
+    ] = "auto",
     no_check: Annotated[
         bool, typer.Option("--no-check", help="Skip the static checker (the sandbox still holds).")
     ] = False,
@@ -146,7 +147,7 @@ def evaluate_command(
             game_name,
             env,
             limits,
-            sandbox.value,
+            sandbox,
             checked=True,
             check=report,
             episodes=[],
@@ -155,14 +156,14 @@ def evaluate_command(
         _print_result(file, result, as_json)
         raise typer.Exit(1)
 
-    if sandbox == SandboxChoice.none:
+    if sandbox == "none":
         print(
             "WARNING: --sandbox none runs this program on the host, with your files and "
             "network; only the policy process's own rlimits and seccomp filter remain.",
             file=sys.stderr,
         )
     try:
-        runner = open_runner(sandbox.value, limits, slots=workers)
+        runner = open_runner(sandbox, limits, slots=workers)
     except SandboxUnavailable as error:
         raise UserError(str(error)) from None
     try:

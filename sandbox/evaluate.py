@@ -12,17 +12,15 @@ from __future__ import annotations
 import dataclasses
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Literal
 
 from sandbox.backends.base import Backend, Prepare, SandboxUnavailable
 from sandbox.checker import check_source
 from sandbox.episodes import EpisodeRequest, EpisodeRunner
 from sandbox.games import get_game
+from sandbox.names import BackendName
 from sandbox.pool import WarmPool
 from sandbox.results import CheckReport, EpisodeResult, EvaluationResult, Status, worst
 from sandbox.settings import EnvSettings, Limits
-
-BackendName = Literal["auto", "bwrap", "docker", "none"]
 
 
 def make_backend(name: BackendName, limits: Limits) -> Backend:

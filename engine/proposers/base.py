@@ -10,9 +10,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 from sandbox.games import Game
+
+ProposalOrigin = Literal["llm", "mutation"]
+"""Where a proposed program came from: an LLM's rewrite or the offline mutator's edit (stored as
+the program's `origin`, beside `seed` for a run's starting program)."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,7 @@ class LlmExchange:
 @dataclass(frozen=True)
 class Proposal:
     source: str | None  # None: nothing usable came back (see `note`)
-    origin: str  # "llm" | "mutation"
+    origin: ProposalOrigin
     note: str = ""  # what was changed, or why there is no source
     exchanges: tuple[LlmExchange, ...] = field(default_factory=tuple)
     # The proposer was cancelled (shutdown) before an answer came: not an outcome of the

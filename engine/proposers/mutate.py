@@ -14,8 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Literal, assert_never
 
-from engine.proposers.base import Proposal, ProposalContext
+from engine.proposers.base import Proposal, ProposalContext, ProposalOrigin
 from sandbox.checker import check_source
+
+ORIGIN: ProposalOrigin = "mutation"
 
 _SWAPPED_COMPARISONS: dict[type[ast.cmpop], type[ast.cmpop]] = {
     ast.Lt: ast.LtE,
@@ -181,12 +183,12 @@ class MutationProposer:
         try:
             original = ast.unparse(ast.parse(parent))
         except SyntaxError:
-            return Proposal(None, "mutation", "the parent does not parse; nothing to mutate")
+            return Proposal(None, ORIGIN, "the parent does not parse; nothing to mutate")
         for _ in range(self.attempts):
             tree = ast.parse(parent)
             sites = _sites(tree)
             if not sites:
-                return Proposal(None, "mutation", "the parent has nothing the mutator can change")
+                return Proposal(None, ORIGIN, "the parent has nothing the mutator can change")
             weights = [3.0 if site.kind == "number" else 1.0 for site in sites]
             edits = [
                 _mutate_site(site, rng, n_actions)
@@ -195,5 +197,5 @@ class MutationProposer:
             candidate = ast.unparse(ast.fix_missing_locations(tree))
             # (unparse drops comments: compare code with code, not with the commented parent)
             if candidate != original and self.check(candidate + "\n"):
-                return Proposal(candidate + "\n", "mutation", "; ".join(dict.fromkeys(edits)))
-        return Proposal(None, "mutation", f"no valid mutant in {self.attempts} attempts")
+                return Proposal(candidate + "\n", ORIGIN, "; ".join(dict.fromkeys(edits)))
+        return Proposal(None, ORIGIN, f"no valid mutant in {self.attempts} attempts")

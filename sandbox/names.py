@@ -1,0 +1,16 @@
+"""The closed sets of names the sandbox accepts, each spelled once.
+
+A `Literal` rather than an enum: the values are the strings users type (`--sandbox bwrap`), the
+CLI reads its choices from it (typer understands `Literal`), and mypy checks every literal
+passed where one is expected. Stdlib only, so any layer may import it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+BackendName = Literal["auto", "bwrap", "docker", "none"]
+"""How to isolate a program: `auto` (docker if an engine answers, else bwrap), `bwrap`,
+`docker`, or `none` (no isolation: the fork server's unconfined mode, for trusted code)."""
+
+BACKEND_NAMES: tuple[BackendName, ...] = get_args(BackendName)
