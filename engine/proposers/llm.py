@@ -6,7 +6,7 @@ moment it ends (before any backoff), so the audit trail shows each 429 and timeo
 cost even when the process is killed mid-retry. Transient failures (timeouts, connection
 errors, 408/409/429, 5xx, unreadable bodies) are retried with exponential backoff and full
 jitter, honouring `Retry-After`; anything else (a bad key, an unknown model, a malformed
-request) fails fast, since retrying cannot fix it.
+request) fails fast, since retrying cannot fix it (`engine.proposers.llm_wire.failure_of`).
 
 One proposer may serve several threads at once. They share its rate-limit gate
 (`engine.proposers.gate`): a 429 pauses every thread's next attempt, not just one. `cancel()`,
@@ -21,40 +21,57 @@ exchanges, and the loop records that like any other outcome. Only an exception f
 
 from __future__ import annotations
 
-import contextlib
-import email.utils
 import os
 import random
-import select
 import threading
 import time
-import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlparse
 
 import httpx2
 import openai
 
-from engine.extract import answer_text, extract_program, strip_reasoning
+from engine.extract import answer_text, extract_program
 from engine.prompts import build_prompt
-from engine.proposers.base import LlmExchange, Proposal, ProposalContext
+from engine.proposers.base import LlmExchange, Proposal, ProposalContext, ProposalOrigin
+from engine.proposers.cancel import CancelFlag
 from engine.proposers.gate import RateGate
+from engine.proposers.llm_wire import (
+    LOCAL_HOSTS,
+    LOCAL_PLACEHOLDER_KEY,
+    RETRY_STATUSES,
+    Failure,
+    LlmConfigError,
+    failure_of,
+    raw_body,
+    render_messages,
+    resolve_api_key,
+    retry_after,
+    summary,
+    token_count,
+)
 from engine.proposers.transport import CancellableTransport
 
-ORIGIN = "llm"
+__all__ = [  # with what tests and callers import from here, now in llm_wire
+    "CANCELLED_NOTE",
+    "LOCAL_HOSTS",
+    "LOCAL_PLACEHOLDER_KEY",
+    "NO_CODE_NOTE",
+    "RETRY_STATUSES",
+    "LlmConfigError",
+    "LlmProposer",
+    "Prices",
+    "render_messages",
+    "resolve_api_key",
+    "retry_after",
+]
+
+ORIGIN: ProposalOrigin = "llm"
 NO_CODE_NOTE = "the answer contained no Python module defining act(obs)"
 CANCELLED_NOTE = "the LLM request was cancelled (the run is stopping)"
-LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})
-LOCAL_PLACEHOLDER_KEY = "not-needed-for-a-local-server"
-RETRY_STATUSES = frozenset({408, 409, 429})  # plus every 5xx
 
 Prices = Mapping[str, tuple[float, float]]  # model -> USD per 1M (input, output) tokens
-
-
-class LlmConfigError(ValueError):
-    """The proposer cannot be built as configured (e.g. no API key for a remote server)."""
 
 
 @dataclass(frozen=True)
@@ -70,39 +87,27 @@ class _Attempt:
     cancelled: bool = False  # aborted by `cancel()`
 
 
-class CancelFlag:
-    """Set once, from any thread or from a signal handler; cuts `wait` short.
-
-    A self-pipe rather than `threading.Event`: `Event.set()` takes the event's lock, which the
-    main thread may hold at the very moment a signal handler interrupts it (inside
-    `Event.wait`), and the handler would then wait for itself forever. Writing a byte to a
-    non-blocking pipe takes no lock; `select` on the pipe wakes every waiter.
-    """
-
-    def __init__(self) -> None:
-        self._set = False
-        self._read_fd, self._write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        weakref.finalize(self, _close_fds, self._read_fd, self._write_fd)
-
-    def set(self) -> None:
-        self._set = True
-        with contextlib.suppress(OSError):  # full (already set many times): fine
-            os.write(self._write_fd, b"x")
-
-    def is_set(self) -> bool:
-        return self._set
-
-    def wait(self, seconds: float) -> None:
-        if not self._set and seconds > 0:
-            poller = select.poll()  # not select(): no limit on the descriptor's number
-            poller.register(self._read_fd, select.POLLIN)
-            poller.poll(seconds * 1000)
-
-
-def _close_fds(*fds: int) -> None:
-    for fd in fds:
-        with contextlib.suppress(OSError):
-            os.close(fd)
+def _check_settings(
+    max_retries: int,
+    timeout_seconds: float,
+    connect_timeout_seconds: float,
+    backoff_base_seconds: float,
+    backoff_cap_seconds: float,
+) -> None:
+    """Refuse settings the retry loop cannot honour, naming the setting."""
+    if max_retries < 0:
+        raise LlmConfigError(f"max_retries must be >= 0, got {max_retries}")
+    for name, value in (
+        ("timeout_seconds", timeout_seconds),
+        ("connect_timeout_seconds", connect_timeout_seconds),
+    ):
+        if not value > 0:
+            raise LlmConfigError(f"{name} must be positive, got {value}")
+    if not 0 <= backoff_base_seconds <= backoff_cap_seconds:
+        raise LlmConfigError(
+            "backoff must satisfy 0 <= base <= cap, got "
+            f"base {backoff_base_seconds}, cap {backoff_cap_seconds}"
+        )
 
 
 class LlmProposer:
@@ -132,19 +137,13 @@ class LlmProposer:
         `connect_timeout_seconds`). `sleep` and `clock` replace the backoff wait and the
         clock it is measured on, in tests (by default: a wait that `cancel()` cuts short, on
         the monotonic clock)."""
-        if max_retries < 0:
-            raise LlmConfigError(f"max_retries must be >= 0, got {max_retries}")
-        for name, value in (
-            ("timeout_seconds", timeout_seconds),
-            ("connect_timeout_seconds", connect_timeout_seconds),
-        ):
-            if not value > 0:
-                raise LlmConfigError(f"{name} must be positive, got {value}")
-        if not 0 <= backoff_base_seconds <= backoff_cap_seconds:
-            raise LlmConfigError(
-                "backoff must satisfy 0 <= base <= cap, got "
-                f"base {backoff_base_seconds}, cap {backoff_cap_seconds}"
-            )
+        _check_settings(
+            max_retries,
+            timeout_seconds,
+            connect_timeout_seconds,
+            backoff_base_seconds,
+            backoff_cap_seconds,
+        )
         self.model = model
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
         self.timeout_seconds = timeout_seconds
@@ -276,49 +275,26 @@ class LlmProposer:
         try:
             completion = self._client.chat.completions.create(
                 model=self.model,
+                # plain role/content dicts, which the SDK types as per-role TypedDicts
                 messages=messages,  # type: ignore[arg-type]
                 **options,
             )
-        except (openai.APITimeoutError, openai.APIConnectionError) as error:
-            if self.cancelled:
-                waited = time.monotonic() - started
-                return self._failure(
-                    prompt,
-                    started,
-                    f"cancelled after {waited:.1f} s (the run is stopping)",
-                    retry=False,
-                    cancelled=True,
-                )
-            if isinstance(error, openai.APITimeoutError):
-                return self._failure(prompt, started, f"timed out after {self.timeout_seconds:g} s")
-            return self._failure(prompt, started, f"connection error: {_cause(error)}")
-        except openai.APIStatusError as error:
-            status = error.status_code
-            retry = status in RETRY_STATUSES or status >= 500
-            return self._failure(
-                prompt,
-                started,
-                f"HTTP {status} ({type(error).__name__}): {_status_message(error)}",
-                retry=retry,
-                retry_after_seconds=retry_after(error.response.headers) if retry else None,
-                rate_limited=status == 429,
+        except Exception as error:  # every way a call fails is recorded, none raised
+            failure = failure_of(
+                error,
+                cancelled=self.cancelled,
+                waited_seconds=time.monotonic() - started,
+                timeout_seconds=self.timeout_seconds,
             )
-        except ValueError as error:  # a 200 whose body is not valid JSON
-            return self._failure(prompt, started, f"unreadable response: {_short(error)}")
-        except openai.OpenAIError as error:  # anything else the client refuses: not transient
-            return self._failure(prompt, started, f"{type(error).__name__}: {error}", retry=False)
-        except Exception as error:  # the client choked on a reply we did not foresee
-            return self._failure(
-                prompt, started, f"unreadable response ({type(error).__name__}): {_short(error)}"
-            )
+            return self._failure(prompt, started, failure)
         return self._read(completion, prompt, time.monotonic() - started)
 
     def _read(self, completion: Any, prompt: str, latency: float) -> _Attempt:
         """The answer from a 200 response. A body without choices (a proxy's error page, a
         malformed server) is recorded as a failed, retryable attempt."""
         usage = getattr(completion, "usage", None)
-        tokens_in = _count(getattr(usage, "prompt_tokens", None))
-        tokens_out = _count(getattr(usage, "completion_tokens", None))
+        tokens_in = token_count(getattr(usage, "prompt_tokens", None))
+        tokens_out = token_count(getattr(usage, "completion_tokens", None))
         choices = getattr(completion, "choices", None)
         choice = choices[0] if isinstance(choices, list) and choices else None
         message = getattr(choice, "message", None)
@@ -328,7 +304,7 @@ class LlmProposer:
         exchange = LlmExchange(
             prompt=prompt,
             model=self.model,
-            response=text if choice is not None else _raw(completion),
+            response=text if choice is not None else raw_body(completion),
             tokens_in=tokens_in,
             tokens_out=tokens_out,
             latency_seconds=round(latency, 4),
@@ -343,29 +319,19 @@ class LlmProposer:
             finish_reason=finish_reason if isinstance(finish_reason, str) else None,
         )
 
-    def _failure(
-        self,
-        prompt: str,
-        started: float,
-        error: str,
-        *,
-        retry: bool = True,
-        retry_after_seconds: float | None = None,
-        rate_limited: bool = False,
-        cancelled: bool = False,
-    ) -> _Attempt:
+    def _failure(self, prompt: str, started: float, failure: Failure) -> _Attempt:
         exchange = LlmExchange(
             prompt=prompt,
             model=self.model,
             latency_seconds=round(time.monotonic() - started, 4),
-            error=error,
+            error=failure.error,
         )
         return _Attempt(
             exchange=exchange,
-            retry=retry,
-            retry_after_seconds=retry_after_seconds,
-            rate_limited=rate_limited,
-            cancelled=cancelled,
+            retry=failure.retry,
+            retry_after_seconds=failure.retry_after_seconds,
+            rate_limited=failure.rate_limited,
+            cancelled=failure.cancelled,
         )
 
     def _proposal(self, attempt: _Attempt, exchanges: list[LlmExchange]) -> Proposal:
@@ -380,7 +346,7 @@ class LlmProposer:
         return Proposal(
             source=source,
             origin=ORIGIN,
-            note=_summary(attempt.text or ""),
+            note=summary(attempt.text or ""),
             exchanges=tuple(exchanges),
         )
 
@@ -392,48 +358,6 @@ class LlmProposer:
         return (tokens_in * price[0] + tokens_out * price[1]) / 1_000_000
 
 
-def resolve_api_key(api_key: str | None, base_url: str | None) -> str:
-    """The key to send: the argument, else OPENAI_API_KEY, else (local servers only) a
-    placeholder, since local OpenAI-compatible servers usually ignore it."""
-    key = api_key or os.environ.get("OPENAI_API_KEY")
-    if key:
-        return key
-    if base_url and urlparse(base_url).hostname in LOCAL_HOSTS:
-        return LOCAL_PLACEHOLDER_KEY
-    where = base_url or "the OpenAI API"
-    raise LlmConfigError(
-        f"no API key for {where}: set OPENAI_API_KEY or pass an API key "
-        "(only a server on localhost may be used without one)"
-    )
-
-
-def render_messages(messages: list[dict[str, str]]) -> str:
-    """The chat messages as one text, as stored in `LlmExchange.prompt`."""
-    return "\n\n".join(f"### {m['role']}\n{m['content']}" for m in messages)
-
-
-def retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait from `retry-after-ms` or `Retry-After` (seconds or an HTTP date)."""
-    milliseconds = headers.get("retry-after-ms")
-    if milliseconds is not None:
-        try:
-            return max(float(milliseconds) / 1000, 0.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(when.timestamp() - time.time(), 0.0)
-
-
 def _cancelled(exchanges: list[LlmExchange]) -> Proposal:
     return Proposal(
         source=None,
@@ -442,41 +366,3 @@ def _cancelled(exchanges: list[LlmExchange]) -> Proposal:
         exchanges=tuple(exchanges),
         cancelled=True,
     )
-
-
-def _count(value: Any) -> int | None:
-    """A token count from `usage`, or None for anything that is not a plain count."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        return None
-    return value
-
-
-def _short(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return text[:300]
-
-
-def _raw(completion: Any) -> str | None:
-    """What came back instead of a completion, trimmed, for the record."""
-    text = completion if isinstance(completion, str) else None
-    return text[:4000] if text else None
-
-
-def _status_message(error: openai.APIStatusError) -> str:
-    body = error.body
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict) and inner.get("message"):
-            return str(inner["message"])[:500]
-    return str(error.message)[:500]
-
-
-def _cause(error: Exception) -> str:
-    cause = error.__cause__ or error.__context__
-    return f"{error} ({cause})" if cause else str(error)
-
-
-def _summary(text: str) -> str:
-    """The prose before the code block, shortened: what the model says it changed."""
-    head = strip_reasoning(text).split("```", 1)[0]
-    return " ".join(head.split())[:500]
