@@ -62,7 +62,7 @@ def build(store: Store, programs: int, runs: int, chain: int, seed: int = 0) -> 
     def now() -> datetime:
         return start + timedelta(milliseconds=next(tick))
 
-    run_rows = [
+    run_rows: list[dict[str, Any]] = [
         {
             "id": new_id(),
             "game": "Pong",

@@ -8,8 +8,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from sandbox.backends.base import Backend
+    from sandbox.names import BackendName
+    from sandbox.results import EpisodeResult, Trace
 
 PROGRAMS = Path(__file__).parent / "sandbox" / "programs"
 
@@ -18,14 +24,14 @@ def _required_backends() -> set[str]:
     return {name.strip() for name in os.environ.get("EVOCADE_REQUIRE_BACKENDS", "").split(",")}
 
 
-def backend_or_skip(name: str):
+def backend_or_skip(name: BackendName) -> Backend:
     """The named backend, or skip (fail when CI requires it)."""
     from sandbox.backends.base import SandboxUnavailable
     from sandbox.evaluate import make_backend
     from sandbox.settings import Limits
 
     try:
-        return make_backend(name, Limits())  # type: ignore[arg-type]
+        return make_backend(name, Limits())
     except SandboxUnavailable as error:
         if name in _required_backends():
             pytest.fail(f"backend {name} is required here but unavailable: {error}")
@@ -39,6 +45,12 @@ def bwrap_backend():
 
 def program(name: str) -> str:
     return (PROGRAMS / name).read_text()
+
+
+def trace_of(episode: EpisodeResult) -> Trace:
+    """The episode's trace, which every episode that ran carries (None only when it never ran)."""
+    assert episode.trace is not None, f"episode without a trace: {episode.status}"
+    return episode.trace
 
 
 def _is_fork_server(pid: int, parent: int) -> bool:

@@ -32,6 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypedDict
 
 import pytest
 
@@ -48,9 +49,24 @@ from tests.conftest import descendants
 from tests.engine.scripted_llm import DEFAULT_PROGRAM, Answer, ScriptedLLM
 from tests.engine.scripted_llm import Status as HttpStatus
 
+
+class _Short(TypedDict):
+    game: str
+    episodes: int
+    max_steps: int
+    smoke_max_steps: int
+    concurrency: int
+
+
 # One candidate at a time: these tests inject a fault at a given proposal and read what follows
 # in order (concurrency itself is tested in tests/engine/population and tests/engine/test_loop).
-SHORT = {"game": "Pong", "episodes": 2, "max_steps": 200, "smoke_max_steps": 60, "concurrency": 1}
+SHORT: _Short = {
+    "game": "Pong",
+    "episodes": 2,
+    "max_steps": 200,
+    "smoke_max_steps": 60,
+    "concurrency": 1,
+}
 
 
 class Hooked:
@@ -58,7 +74,7 @@ class Hooked:
 
     name = "hooked"
 
-    def __init__(self, inner: Proposer, hooks: dict[int, Callable[[], None]]) -> None:
+    def __init__(self, inner: Proposer, hooks: dict[int, Callable[[], object]]) -> None:
         self.inner = inner
         self.hooks = hooks
         self.calls = 0

@@ -151,6 +151,7 @@ class ScriptedLLM:
     def base_url(self) -> str:
         assert self._server is not None, "start() the server first"
         host, port = self._server.server_address[:2]
+        assert isinstance(host, str), host  # an IPv4 server: (host, port)
         return f"http://{host}:{port}/v1"
 
     def add(self, *steps: Script) -> None:

@@ -27,7 +27,7 @@ from sandbox.backends.uids import UID_BASE
 from sandbox.evaluate import evaluate
 from sandbox.results import Status
 from sandbox.settings import EnvSettings, Limits
-from tests.conftest import backend_or_skip, program
+from tests.conftest import backend_or_skip, program, trace_of
 from tests.sandbox.test_hostile import ENV as HOSTILE_ENV
 from tests.sandbox.test_hostile import HOSTILE
 from tests.sandbox.test_hostile import LIMITS as HOSTILE_LIMITS
@@ -225,8 +225,8 @@ def test_docker_backend_same_result_as_bwrap_and_no_sandbox(docker_backend, bwra
     for other in results[1:]:
         assert other.returns == docker_result.returns, other.backend
         assert other.lengths == docker_result.lengths, other.backend
-        assert [e.trace.actions for e in other.episodes] == [
-            e.trace.actions for e in docker_result.episodes
+        assert [trace_of(e).actions for e in other.episodes] == [
+            trace_of(e).actions for e in docker_result.episodes
         ], other.backend
 
 

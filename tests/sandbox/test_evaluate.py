@@ -8,7 +8,7 @@ from sandbox.evaluate import evaluate
 from sandbox.games import ACTION_ALPHABET
 from sandbox.results import Status
 from sandbox.settings import EnvSettings, Limits
-from tests.conftest import program
+from tests.conftest import program, trace_of
 
 STICKY = EnvSettings(max_steps=8000)
 
@@ -81,8 +81,8 @@ def test_evaluate_same_result_in_bwrap_and_without_sandbox(bwrap_backend) -> Non
     local = evaluate(program("pong_tracker.py"), "Pong", seeds=[0, 1], env=env, backend="none")
     assert sandboxed.returns == local.returns
     assert sandboxed.lengths == local.lengths
-    assert [e.trace.actions for e in sandboxed.episodes] == [
-        e.trace.actions for e in local.episodes
+    assert [trace_of(e).actions for e in sandboxed.episodes] == [
+        trace_of(e).actions for e in local.episodes
     ]
 
 
@@ -134,6 +134,6 @@ def test_evaluate_plays_every_game(game: str, bwrap_backend) -> None:
     assert result.status == Status.OK, result.episodes[0].error
     assert 0 < result.episodes[0].length <= 200
     categories = set(info.categories) | {"lives"}
-    seen = {key for snapshot in result.episodes[0].trace.snapshots for key in snapshot.obs}
+    seen = {key for snapshot in trace_of(result.episodes[0]).snapshots for key in snapshot.obs}
     assert seen <= categories
     assert seen & set(info.categories)

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from sandbox.backends.base import Backend
 from sandbox.backends.uids import UID_BASE
 from sandbox.evaluate import evaluate
-from sandbox.results import Status
+from sandbox.results import EvaluationResult, Status
 from sandbox.settings import EnvSettings, Limits
-from tests.conftest import descendants
+from tests.conftest import descendants, trace_of
 
 LIMITS = Limits(act_seconds=1.0, episode_cpu_seconds=5)
 ENV = EnvSettings(max_steps=50)
@@ -62,7 +63,7 @@ HOSTILE = {
 }
 
 
-def _play(source: str, backend) -> object:
+def _play(source: str, backend: Backend) -> EvaluationResult:
     result = evaluate(
         source, "Pong", seeds=[0], env=ENV, limits=LIMITS, backend=backend, check=False
     )
@@ -190,7 +191,7 @@ def test_int_enum_actions_are_accepted(bwrap_backend) -> None:
         backend=bwrap_backend,
     )
     assert result.status == Status.OK, result.episodes[0].error
-    assert set(result.episodes[0].trace.actions) == {"2"}
+    assert set(trace_of(result.episodes[0]).actions) == {"2"}
 
 
 @pytest.mark.bwrap

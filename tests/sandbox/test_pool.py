@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.backends.base import Prepare, SandboxUsed
+from sandbox.backends.base import Prepare, SandboxUsed, WarmSandbox
 from sandbox.backends.cgroups import CGROUP_ROOT, GROUP_PREFIX
 from sandbox.episodes import EpisodeRequest, RunnerClosed
 from sandbox.evaluate import evaluate
@@ -161,10 +161,17 @@ def test_pool_closed_cuts_episodes_short_and_refuses_more(backend) -> None:
     assert descendants() == []
 
 
+def _used(sandbox: WarmSandbox) -> bool:
+    """Whether the sandbox has been handed its episode: a flag both backends' sandboxes keep,
+    which the `WarmSandbox` protocol does not promise (hence read through `vars`)."""
+    used: bool = vars(sandbox)["_used"]
+    return used
+
+
 def _wait_until_an_episode_runs(pool: WarmPool) -> None:
     deadline = time.monotonic() + WAIT_SECONDS
     while time.monotonic() < deadline:
-        if pool._active and all(sandbox._used for sandbox in pool._active):
+        if pool._active and all(_used(sandbox) for sandbox in pool._active):
             time.sleep(0.5)  # well into the episode (27,000 slow steps take minutes)
             return
         time.sleep(0.05)

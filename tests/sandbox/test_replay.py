@@ -98,4 +98,4 @@ def test_replay_frame_window_and_stride_rules() -> None:
     assert stride_for(27_000, 1500) == 18 and stride_for(100, 1500) == 1
     for bad in ({"first": -1}, {"first": 5, "stop": 5}, {"stride": 0}):
         with pytest.raises(ReplayError):
-            FrameWindow(**bad)  # type: ignore[arg-type]
+            FrameWindow(**bad)

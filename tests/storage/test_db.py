@@ -6,6 +6,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,8 @@ def test_db_sqlite_connections_use_wal_busy_timeout_and_foreign_keys(db_path: Pa
         connection = session.connection()
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
-        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+        busy_timeout_ms = connection.exec_driver_sql("PRAGMA busy_timeout").scalar()
+        assert busy_timeout_ms is not None and busy_timeout_ms >= 1000
 
 
 def test_db_foreign_keys_are_enforced(store: Store) -> None:
@@ -73,7 +75,9 @@ def test_db_refuses_updates_and_deletes_of_append_only_rows(store: Store) -> Non
     run = store.create_run("Pong", PONG_ENV)
     program = store.add_program(run.id, policy(1), origin="seed")
     with pytest.raises(AppendOnlyError, match=r"program\.source"), store._write() as session:
-        session.get(Program, program.id).source = "def act(obs):\n    return 1\n"
+        row = session.get(Program, program.id)
+        assert row is not None
+        row.source = "def act(obs):\n    return 1\n"
     with pytest.raises(AppendOnlyError, match="delete"), store._write() as session:
         session.delete(session.get(Program, program.id))
     with pytest.raises(AppendOnlyError, match="bulk"), store._write() as session:
@@ -196,7 +200,7 @@ def test_db_timestamps_round_trip_as_aware_utc(store: Store) -> None:
     run = store.create_run("Pong", PONG_ENV)
     loaded = store.get_run(run.id)
     assert loaded.created_at == run.created_at
-    assert loaded.created_at.tzinfo is not None and loaded.created_at.utcoffset().seconds == 0
+    assert loaded.created_at.tzinfo is not None and loaded.created_at.utcoffset() == timedelta(0)
     first = store.add_program(run.id, policy(1), origin="seed")
     second = store.add_program(run.id, policy(2), origin="seed")
     assert first.created_at < second.created_at  # strictly increasing within a process

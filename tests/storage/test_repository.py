@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from storage import InvalidInputError, NotFoundError, StorageError, Store, env_key
 from storage.models import Evaluation, Program, Trace
@@ -16,7 +17,9 @@ PONG_KEY = env_key("Pong", PONG_ENV)
 
 def _count(store: Store, model: type) -> int:
     with store._read() as session:
-        return session.scalar(select(func.count()).select_from(model))
+        count = session.scalar(select(func.count()).select_from(model))
+    assert count is not None
+    return count
 
 
 def test_repository_create_run_logs_run_started(store: Store) -> None:
@@ -32,7 +35,8 @@ def test_repository_add_program_dedups_identical_source(store: Store) -> None:
     first = store.add_program(run.id, policy(1), origin="seed")
     again = store.add_program(run.id, policy(1), origin="llm", parent_id=first.id)
     assert again.id == first.id and again.origin == "seed"
-    assert store.find_program(run.id, policy(1)).id == first.id
+    found = store.find_program(run.id, policy(1))
+    assert found is not None and found.id == first.id
     other_run = store.create_run("Pong", PONG_ENV)
     elsewhere = store.add_program(other_run.id, policy(1), origin="seed")
     assert elsewhere.id != first.id  # dedup is per run
@@ -190,8 +194,9 @@ def test_repository_find_evaluation_skips_crashed_and_reuses_rejected(store: Sto
     assert store.find_evaluation(flaky.id, PONG_KEY, [0]) is None
     broken = store.add_program(run.id, "import os\n", origin="llm", parent_id=flaky.id)
     rejected = store.record_evaluation(broken.id, rejected_result(), seeds=[0, 1, 2])
-    assert store.find_evaluation(broken.id, PONG_KEY, [0, 1, 2]).id == rejected.id
-    assert store.find_evaluation(broken.id, env_key("Breakout", {}), [7]).id == rejected.id
+    for key, seeds in ((PONG_KEY, [0, 1, 2]), (env_key("Breakout", {}), [7])):
+        found = store.find_evaluation(broken.id, key, seeds)
+        assert found is not None and found.id == rejected.id
     assert store.traces(rejected.id) == []
 
 
@@ -287,7 +292,7 @@ def test_repository_add_program_survives_a_concurrent_duplicate_insert(
     real = Store._by_digest
     calls = iter([True])
 
-    def miss_once(session, run_id, digest):  # type: ignore[no-untyped-def]
+    def miss_once(session: Session, run_id: str, digest: str) -> Program | None:
         return None if next(calls, False) else real(session, run_id, digest)
 
     monkeypatch.setattr(Store, "_by_digest", staticmethod(miss_once))
