@@ -22,7 +22,7 @@ from pathlib import Path
 from sqlalchemy.engine import URL
 
 from storage.db import BUSY_TIMEOUT_MS, probe_sqlite_file
-from storage.errors import InvalidInputError, StorageError
+from storage.errors import InvalidInputError, StorageError, first_line
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def backup_sqlite(source: Path, target: Path, *, overwrite: bool = False) -> Bac
         _copy(source, partial)
         os.replace(partial, target)
     except sqlite3.Error as error:
-        raise StorageError(f"backup of {source} failed: {_first_line(error)}") from error
+        raise StorageError(f"backup of {source} failed: {first_line(error)}") from error
     except OSError as error:
         raise StorageError(f"backup to {target} failed: {error.strerror or error}") from error
     finally:
@@ -97,8 +97,3 @@ def postgres_hint(url: URL, target: str) -> str:
         "evocade backup copies SQLite files; for PostgreSQL use its own tool: "
         f"pg_dump --format=custom --file {target} '{shown}'"
     )
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

@@ -1,9 +1,10 @@
 """Opening a database: URL resolution, SQLite settings, safety checks, migrations.
 
 The order matters, and is the reason this module exists:
-1. A SQLite file that exists is first probed **read-only** with the plain `sqlite3` module. A
-   file that is not SQLite, a SQLite file of another application, or a database migrated by a
-   newer evocade is refused before anything could write to it: bad input never corrupts.
+1. A SQLite file that exists is first probed **read-only** with the plain `sqlite3` module
+   (`storage.probe`). A file that is not SQLite, a SQLite file of another application, or a
+   database migrated by a newer evocade is refused before anything could write to it: bad
+   input never corrupts.
 2. Only then is the SQLAlchemy engine created. Each SQLite connection gets WAL journaling (a
    reader never blocks the loop's writer), a busy timeout (a second writer waits instead of
    failing), foreign keys on, and a short automatic checkpoint interval (the main file is
@@ -12,41 +13,50 @@ The order matters, and is the reason this module exists:
 3. `upgrade head` runs if, and only if, the database is behind, as one transaction: a writer
    killed mid-migration leaves the previous schema, not half of the next one.
 
-Any SQLAlchemy URL works; nothing outside this module knows it is talking to SQLite.
+Sessions then refuse what append-only storage never does (`storage.sessions`), and driver
+errors leave as one-line `StorageError`s (`storage.errors.translate_errors`). Any SQLAlchemy
+URL works; nothing outside these modules knows it is talking to SQLite.
 """
 
 from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from alembic import command
-from alembic.config import Config
-from alembic.script import ScriptDirectory
-from alembic.util.exc import CommandError
-from sqlalchemy import Connection, Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction, sessionmaker
-from sqlalchemy.orm.interfaces import MANYTOONE
 from sqlalchemy.pool import QueuePool, StaticPool
 
-from storage.errors import (
-    AppendOnlyError,
-    CorruptDatabaseError,
-    NotFoundError,
-    SchemaTooNewError,
-    StorageError,
+from storage.errors import CorruptDatabaseError, StorageError, translate_errors
+from storage.probe import (
+    alembic_config,
+    head_revision,
+    probe_engine,
+    probe_sqlite_file,
 )
-from storage.models import MUTABLE_COLUMNS, SET_ONCE_COLUMNS
+from storage.sessions import make_sessionmaker
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-SQLITE_MAGIC = b"SQLite format 3\x00"
+__all__ = [  # what callers import from here; probing and sessions live in their own modules
+    "BUSY_TIMEOUT_MS",
+    "WAL_AUTOCHECKPOINT_PAGES",
+    "Location",
+    "alembic_config",
+    "create_db_engine",
+    "create_read_only_engine",
+    "head_revision",
+    "make_sessionmaker",
+    "probe_engine",
+    "probe_sqlite_file",
+    "resolve",
+    "translate_errors",
+    "upgrade",
+    "writer",
+]
 BUSY_TIMEOUT_MS = 15_000
 CACHE_KIB = 32_768  # per connection; SQLite's 2 MiB default thrashes on deep lineage walks
 # Checkpoint the WAL into the main file once it holds this many pages (4 KiB each: ~1 MiB;
@@ -107,109 +117,6 @@ def resolve(url_or_path: str | Path) -> Location:
         path = Path(database).expanduser().absolute()
         return Location(url.set(database=str(path)), path)
     return Location(url, None)
-
-
-# -- alembic -------------------------------------------------------------------------------
-
-
-def alembic_config() -> Config:
-    """Alembic's configuration, built in code: the scripts ship inside the package."""
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    return config
-
-
-def head_revision() -> str:
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert head is not None, "storage/migrations has no revisions"
-    return head
-
-
-def _check_known(revision: str | None, where: str) -> None:
-    if revision is None:
-        return
-    script = ScriptDirectory.from_config(alembic_config())
-    try:
-        script.get_revision(revision)
-    except CommandError as error:
-        raise SchemaTooNewError(
-            f"{where} is at schema revision {revision!r}, which this evocade does not know "
-            "(made by a newer version?); refusing to touch it"
-        ) from error
-
-
-# -- probing before anything can write -------------------------------------------------------
-
-
-def probe_sqlite_file(path: Path, *, create: bool) -> str | None:
-    """The schema revision of the SQLite file at `path`, or None for a new database.
-
-    Reads only: the header bytes, then the schema through a read-only connection. Raises
-    `CorruptDatabaseError` for anything that is not an evocade database.
-    """
-    if not path.exists():
-        if not create:
-            raise NotFoundError(f"no database at {path} (use --db or EVOCADE_DB)")
-        if not path.parent.is_dir():
-            raise NotFoundError(f"cannot create {path}: directory {path.parent} does not exist")
-        return None
-    if not path.is_file():
-        raise CorruptDatabaseError(f"{path} is not an evocade database (not a regular file)")
-    try:
-        with path.open("rb") as handle:
-            header = handle.read(len(SQLITE_MAGIC))
-    except OSError as error:
-        raise StorageError(f"cannot read {path}: {error.strerror}") from error
-    if not header:
-        if create:
-            return None
-        raise CorruptDatabaseError(f"{path} is an empty file, not an evocade database")
-    if header != SQLITE_MAGIC:
-        raise CorruptDatabaseError(f"{path} is not an evocade database (not a SQLite file)")
-    try:
-        connection = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
-    except sqlite3.Error as error:
-        raise CorruptDatabaseError(f"cannot open {path}: {error}") from error
-    try:
-        tables = {
-            row[0]
-            for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
-        }
-        if not tables:
-            return None
-        if "alembic_version" not in tables:
-            raise CorruptDatabaseError(
-                f"{path} is a SQLite database but not an evocade database (no schema version)"
-            )
-        rows = connection.execute("SELECT version_num FROM alembic_version").fetchall()
-    except sqlite3.DatabaseError as error:
-        raise CorruptDatabaseError(f"{path} is damaged or not a database: {error}") from error
-    finally:
-        connection.close()
-    return _revision(rows, tables, str(path))
-
-
-def probe_engine(engine: Engine, where: str) -> str | None:
-    """`probe_sqlite_file` for a server database: reads the tables and the version, no DDL."""
-    with translate_errors(where), engine.connect() as connection:
-        tables = set(inspect(connection).get_table_names())
-        if not tables:
-            return None
-        if "alembic_version" not in tables:
-            raise CorruptDatabaseError(f"{where} holds tables but is not an evocade database")
-        rows = connection.exec_driver_sql("SELECT version_num FROM alembic_version").fetchall()
-    return _revision(rows, tables, where)
-
-
-def _revision(rows: Sequence[Any], tables: set[str], where: str) -> str | None:
-    """The one version row; none at all only for a database migrated back to base."""
-    if not rows and tables == {"alembic_version"}:
-        return None
-    if len(rows) != 1:
-        raise CorruptDatabaseError(f"{where} has {len(rows)} schema versions, expected one")
-    revision = str(rows[0][0])
-    _check_known(revision, where)
-    return revision
 
 
 # -- the engine ------------------------------------------------------------------------------
@@ -343,85 +250,3 @@ def upgrade(engine: Engine, where: str) -> None:
         finally:
             if is_sqlite:
                 driver.execute("PRAGMA foreign_keys = ON")  # type: ignore[union-attr]
-
-
-# -- sessions --------------------------------------------------------------------------------
-
-
-def _refuse_updates_and_deletes(session: Session, _flush: UOWTransaction, _objs: Any) -> None:
-    for obj in session.deleted:
-        raise AppendOnlyError(f"refusing to delete a {type(obj).__tablename__} row: append-only")
-    for obj in session.dirty:
-        state = inspect(obj)
-        mapper = state.mapper
-        changed = {
-            attr.key for attr in mapper.column_attrs if state.attrs[attr.key].history.has_changes()
-        }
-        changed |= {
-            rel.key
-            for rel in mapper.relationships
-            if rel.direction is MANYTOONE and state.attrs[rel.key].history.has_changes()
-        }
-        refused = changed - MUTABLE_COLUMNS.get(type(obj), frozenset())
-        if refused:
-            names = ", ".join(sorted(refused))
-            raise AppendOnlyError(
-                f"refusing to update {type(obj).__tablename__}.{names}: storage is append-only"
-            )
-        for key in sorted(changed & SET_ONCE_COLUMNS.get(type(obj), frozenset())):
-            before = state.attrs[key].history.deleted
-            if any(value is not None for value in before):
-                raise AppendOnlyError(
-                    f"refusing to change {type(obj).__tablename__}.{key} once set: it is "
-                    "written once, from NULL"
-                )
-
-
-def _refuse_bulk_writes(state: ORMExecuteState) -> None:
-    mapper = state.bind_mapper
-    if state.is_delete or (
-        state.is_update
-        and mapper is not None
-        and (mapper.class_ not in MUTABLE_COLUMNS or mapper.class_ in SET_ONCE_COLUMNS)
-    ):
-        raise AppendOnlyError("refusing a bulk UPDATE/DELETE: storage is append-only")
-
-
-def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    """Sessions whose objects stay readable after commit (callers get plain snapshots)."""
-    factory = sessionmaker(engine, expire_on_commit=False)
-    event.listen(factory, "before_flush", _refuse_updates_and_deletes)
-    event.listen(factory, "do_orm_execute", _refuse_bulk_writes)
-    return factory
-
-
-# -- errors ----------------------------------------------------------------------------------
-
-_CORRUPT_MARKERS = ("malformed", "not a database", "file is encrypted", "disk i/o error")
-_BUSY_MARKERS = ("database is locked", "database is busy", "database table is locked")
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
-@contextmanager
-def translate_errors(where: str) -> Iterator[None]:
-    """Turn driver errors into one-line `StorageError`s that name the database."""
-    try:
-        yield
-    except StorageError:
-        raise
-    except sa_exc.DBAPIError as error:
-        message = _first_line(error.orig if error.orig is not None else error)
-        lowered = message.lower()
-        if any(marker in lowered for marker in _CORRUPT_MARKERS):
-            raise CorruptDatabaseError(f"{where} is damaged: {message}") from error
-        if any(marker in lowered for marker in _BUSY_MARKERS):
-            raise StorageError(f"{where} is locked by another process: {message}") from error
-        if isinstance(error, sa_exc.IntegrityError):
-            raise StorageError(f"{where}: integrity constraint failed: {message}") from error
-        raise StorageError(f"{where}: {message}") from error
-    except sqlite3.DatabaseError as error:
-        raise CorruptDatabaseError(f"{where} is damaged: {_first_line(error)}") from error

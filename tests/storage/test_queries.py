@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from storage import AmbiguousIdError, NotFoundError, Store, queries
 from storage.models import Program
+from storage.queries import scores, walk
 from tests.storage.factories import PONG_ENV, policy, rejected_result, result
 
 HEX = "0123456789abcdef"
@@ -119,22 +120,22 @@ def test_queries_lineage_plans_agree_on_every_program(store: Store) -> None:
     with store._read() as session:
         for program_id in ids:
             for up in (True, False):
-                in_sql = queries._walk_sql(session, program_id, up=up)
-                in_python = queries._walk_run(session, run_id, program_id, up=up)
+                in_sql = walk._walk_sql(session, program_id, up=up)
+                in_python = walk._walk_run(session, run_id, program_id, up=up)
                 assert in_python == in_sql
 
 
 def test_queries_lineage_plan_follows_walk_length(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(queries, "SCAN_MIN_PROGRAMS", 10)
+    monkeypatch.setattr(walk, "SCAN_MIN_PROGRAMS", 10)
     run = store.create_run("Pong", PONG_ENV)
     chain = [store.add_program(run.id, policy(0), origin="seed").id]
     for number in range(1, 12):
         chain.append(store.add_program(run.id, policy(number), parent_id=chain[-1]).id)
     twig = store.add_program(run.id, policy(99), parent_id=chain[0]).id
     scans: list[str] = []
-    walk_run = queries._walk_run
+    walk_run = walk._walk_run
 
     def spy(
         session: Session, run_id: str, program_id: str, *, up: bool
@@ -142,7 +143,7 @@ def test_queries_lineage_plan_follows_walk_length(
         scans.append(program_id)
         return walk_run(session, run_id, program_id, up=up)
 
-    monkeypatch.setattr(queries, "_walk_run", spy)
+    monkeypatch.setattr(walk, "_walk_run", spy)
     # 13 programs: a walk of 4 or more (a third) reads the run, a shorter one stays in SQL
     assert [node.program_id for node in store.ancestors(chain[-1])] == chain[-2::-1]
     below_root = store.descendants(chain[0])
@@ -157,7 +158,7 @@ def test_queries_lineage_plan_follows_walk_length(
 def test_queries_lineage_that_leaves_its_run_is_walked_in_sql(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(queries, "SCAN_MIN_PROGRAMS", 1)
+    monkeypatch.setattr(walk, "SCAN_MIN_PROGRAMS", 1)
     home = store.create_run("Pong", PONG_ENV)
     elsewhere = store.create_run("Pong", PONG_ENV)
     root = store.add_program(home.id, policy(0), origin="seed")
@@ -174,7 +175,7 @@ def test_queries_lineage_that_leaves_its_run_is_walked_in_sql(
             )
         )
     with store._read() as session:
-        assert queries._walk_run(session, elsewhere.id, "f" * 32, up=True) is None
+        assert walk._walk_run(session, elsewhere.id, "f" * 32, up=True) is None
     (parent,) = store.ancestors("f" * 32)
     assert (parent.program_id, parent.run_id, parent.depth) == (root.id, home.id, 1)
 
@@ -206,7 +207,7 @@ def test_queries_history_picks_each_programs_best_evaluation(store: Store) -> No
 
 
 def test_queries_gc_paused_restores_the_collector() -> None:
-    @queries._gc_paused
+    @scores.gc_paused
     def build(fail: bool = False) -> bool:
         if fail:
             raise RuntimeError
@@ -226,6 +227,11 @@ def test_queries_gc_paused_restores_the_collector() -> None:
         gc.enable()
 
 
+def _best_id(store: Store, run_id: str, env_key: str | None = None) -> str | None:
+    best = store.best_program(run_id, env_key)
+    return best.program_id if best is not None else None
+
+
 def test_queries_best_program_prefers_ok_then_score_then_steps_then_older(store: Store) -> None:
     run = store.create_run("Pong", PONG_ENV)
     programs = [store.add_program(run.id, policy(n), origin="seed") for n in range(6)]
@@ -243,7 +249,7 @@ def test_queries_best_program_prefers_ok_then_score_then_steps_then_older(store:
     assert (best.mean_return, best.total_steps, best.status) == (5.0, 800, "ok")
 
     store.record_evaluation(mixed, result([7.0], lengths=[5000]))
-    assert store.best_program(run.id).program_id == mixed
+    assert _best_id(store, run.id) == mixed
 
 
 def test_queries_best_program_falls_back_to_failed_evaluations(store: Store) -> None:
@@ -266,9 +272,9 @@ def test_queries_best_program_by_env_key(store: Store) -> None:
     from storage import env_key
 
     # Without a key, the run's own setting wins over a higher score under another setting.
-    assert store.best_program(run.id).program_id == b.id
-    assert store.best_program(run.id, env_key("Pong", PONG_ENV)).program_id == b.id
-    assert store.best_program(run.id, env_key("Pong", {"frameskip": 4})).program_id == a.id
+    assert _best_id(store, run.id) == b.id
+    assert _best_id(store, run.id, env_key("Pong", PONG_ENV)) == b.id
+    assert _best_id(store, run.id, env_key("Pong", {"frameskip": 4})) == a.id
 
 
 def test_queries_history_lists_programs_in_creation_order(store: Store) -> None:
@@ -362,8 +368,8 @@ def test_queries_score_under_the_runs_own_env_setting(store: Store) -> None:
 
     best = store.best_program(run.id)
     assert best is not None and best.program_id == steady.id and best.mean_return == -10.0
-    scores = {row.program_id: row.mean_return for row in store.history(run.id)}
-    assert scores == {smoked.id: -13.0, steady.id: -10.0}
+    by_program = {row.program_id: row.mean_return for row in store.history(run.id)}
+    assert by_program == {smoked.id: -13.0, steady.id: -10.0}
     (summary,) = store.runs()
     assert summary.best_mean_return == -10.0 and summary.evaluations == 4
     lineage = store.lineage(steady.id)
