@@ -53,6 +53,77 @@ def _source(number: int, rng: random.Random) -> str:
     )
 
 
+def _run_row(now: Callable[[], datetime]) -> dict[str, Any]:
+    return {
+        "id": new_id(),
+        "game": "Pong",
+        "env": ENV,
+        "config": {"iterations": 1000},
+        "status": "finished",
+        "created_at": now(),
+        "updated_at": now(),
+    }
+
+
+def _program_row(
+    program_id: str,
+    run_id: str,
+    source: str,
+    ids: list[str],
+    parent: int | None,
+    generation: int,
+    created_at: datetime,
+) -> dict[str, Any]:
+    """A program row; `parent` is the parent's position in `ids` (the run's programs so far)."""
+    return {
+        "id": program_id,
+        "run_id": run_id,
+        "source": source,
+        "sha256": hashlib.sha256(source.encode()).hexdigest(),
+        "parent_id": ids[parent] if parent is not None else None,
+        "second_parent_id": None,
+        "origin": "seed" if parent is None else "llm",
+        "generation": generation,
+        "created_at": created_at,
+        "check_report": {"ok": True, "diagnostics": []},
+        "note": None,
+    }
+
+
+def _evaluation_row(
+    program_id: str, run_id: str, rng: random.Random, now: Callable[[], datetime]
+) -> dict[str, Any]:
+    """An evaluation row with random returns and lengths, 80% of them `ok`."""
+    returns = [float(rng.randint(-21, 21)) for _ in SEEDS]
+    lengths = [rng.randint(800, 8000) for _ in SEEDS]
+    status = "ok" if rng.random() < 0.8 else rng.choice(["error", "timeout"])
+    return {
+        "id": new_id(),
+        "program_id": program_id,
+        "run_id": run_id,
+        "game": "Pong",
+        "env": ENV,
+        "env_key": ENV_KEY,
+        "seeds": SEEDS,
+        "seeds_key": seeds_key(SEEDS),
+        "episodes": [
+            {"seed": s, "status": status, "return": r, "length": n, "error": None}
+            for s, r, n in zip(SEEDS, returns, lengths, strict=True)
+        ],
+        "mean_return": sum(returns) / len(returns),
+        "total_steps": sum(lengths),
+        "backend": "bwrap",
+        "checked": True,
+        "check_report": None,
+        "limits": None,
+        "wall_seconds": sum(lengths) / 1700,
+        "cpu_seconds": 1.0,
+        "peak_memory_mb": 30.0,
+        "status": status,
+        "created_at": now(),
+    }
+
+
 def build(store: Store, programs: int, runs: int, chain: int, seed: int = 0) -> dict[str, Any]:
     """Bulk-insert the generated database; returns ids the timings need."""
     rng = random.Random(seed)
@@ -62,18 +133,7 @@ def build(store: Store, programs: int, runs: int, chain: int, seed: int = 0) -> 
     def now() -> datetime:
         return start + timedelta(milliseconds=next(tick))
 
-    run_rows: list[dict[str, Any]] = [
-        {
-            "id": new_id(),
-            "game": "Pong",
-            "env": ENV,
-            "config": {"iterations": 1000},
-            "status": "finished",
-            "created_at": now(),
-            "updated_at": now(),
-        }
-        for _ in range(runs)
-    ]
+    run_rows: list[dict[str, Any]] = [_run_row(now) for _ in range(runs)]
     program_rows: list[dict[str, Any]] = []
     evaluation_rows: list[dict[str, Any]] = []
     per_run = [chain] + [
@@ -94,52 +154,11 @@ def build(store: Store, programs: int, runs: int, chain: int, seed: int = 0) -> 
             program_id = new_id()
             generation = generations[parent] + 1 if parent is not None else 0
             program_rows.append(
-                {
-                    "id": program_id,
-                    "run_id": run["id"],
-                    "source": source,
-                    "sha256": hashlib.sha256(source.encode()).hexdigest(),
-                    "parent_id": ids[parent] if parent is not None else None,
-                    "second_parent_id": None,
-                    "origin": "seed" if parent is None else "llm",
-                    "generation": generation,
-                    "created_at": now(),
-                    "check_report": {"ok": True, "diagnostics": []},
-                    "note": None,
-                }
+                _program_row(program_id, run["id"], source, ids, parent, generation, now())
             )
             ids.append(program_id)
             generations.append(generation)
-            returns = [float(rng.randint(-21, 21)) for _ in SEEDS]
-            lengths = [rng.randint(800, 8000) for _ in SEEDS]
-            status = "ok" if rng.random() < 0.8 else rng.choice(["error", "timeout"])
-            evaluation_rows.append(
-                {
-                    "id": new_id(),
-                    "program_id": program_id,
-                    "run_id": run["id"],
-                    "game": "Pong",
-                    "env": ENV,
-                    "env_key": ENV_KEY,
-                    "seeds": SEEDS,
-                    "seeds_key": seeds_key(SEEDS),
-                    "episodes": [
-                        {"seed": s, "status": status, "return": r, "length": n, "error": None}
-                        for s, r, n in zip(SEEDS, returns, lengths, strict=True)
-                    ],
-                    "mean_return": sum(returns) / len(returns),
-                    "total_steps": sum(lengths),
-                    "backend": "bwrap",
-                    "checked": True,
-                    "check_report": None,
-                    "limits": None,
-                    "wall_seconds": sum(lengths) / 1700,
-                    "cpu_seconds": 1.0,
-                    "peak_memory_mb": 30.0,
-                    "status": status,
-                    "created_at": now(),
-                }
-            )
+            evaluation_rows.append(_evaluation_row(program_id, run["id"], rng, now))
         run["head_program_id"] = ids[-1]
     # Bulk inserts through the store's own write transaction: the per-row API would take
     # minutes for 200,000 rows, and the schema (constraints, foreign keys) still checks them.
@@ -249,74 +268,74 @@ def main() -> None:
         )
 
         with Store.open(path, create=False) as store:
-            chain_run, typical_run = ids["chain_run"], ids["typical_run"]
-            chain, typical = f"{args.chain:,}", f"{ids['typical_size']:,}"
-            best, ancestors, descendants = store.best_program, store.ancestors, store.descendants
-            cases: list[tuple[str, Callable[[], object], Callable[[Any], str]]] = [
-                (f"best of run (typical, {typical}-program)", lambda: best(typical_run), _none),
-                (f"best of run ({chain}-program run)", lambda: best(chain_run), _none),
-                (f"ancestors of {chain}-deep chain tip", lambda: ancestors(ids["chain_tip"]), _len),
-                (
-                    f"descendants of {chain}-chain root",
-                    lambda: descendants(ids["chain_root"]),
-                    _len,
-                ),
-                ("lineage (typical program)", lambda: store.lineage(ids["typical_program"]), _lin),
-                (f"history (typical, {typical}-program)", lambda: store.history(typical_run), _len),
-                (f"history ({chain}-program run)", lambda: store.history(chain_run), _len),
-                (f"runs listing ({args.runs} runs)", store.runs, _len),
-                (
-                    "resolve 8-char program id",
-                    lambda: store.resolve_program(ids["chain_tip"][:8]),
-                    _none,
-                ),
-                (
-                    "find_evaluation",
-                    lambda: store.find_evaluation(ids["chain_tip"], ENV_KEY, SEEDS),
-                    _none,
-                ),
-            ]
-            print(
-                f"\n{'query (median of ' + str(args.repeat) + ')':<36} {'ms':>8}  {'rows':>6}  "
-                f"(target <= {TARGET_MS:.0f} ms)"
-            )
-            for name, call, describe in cases:
-                ms, answer = median_ms(call, args.repeat)
-                flag = "" if ms <= TARGET_MS else "  over target"
-                print(f"{name:<36} {ms:>8.1f}  {describe(answer):>6}{flag}")
+            time_queries(store, ids, args.chain, args.runs, args.repeat)
+            measure_trace(store)
 
-            rng = random.Random(1)
-            run = store.create_run("Pong", ENV)
-            program = store.add_program(run.id, _source(-1, rng), origin="manual")
-            steps = 5000
-            trace = pong_trace(steps, rng)
-            result = {
-                "game": "Pong",
-                "env": ENV,
-                "backend": "bwrap",
-                "checked": True,
-                "status": "ok",
-                "episodes": [
-                    {"seed": 0, "status": "ok", "return": -6.0, "length": steps, "trace": trace}
-                ],
-                "wall_seconds": 3.0,
-            }
-            evaluation = store.record_evaluation(program.id, result)
-            (stored,) = store.traces(evaluation.id)
-            print(
-                f"\ntrace of a {steps:,}-step Pong-like episode ({len(trace['snapshots'])} "
-                f"snapshots, {len(trace['rewards'])} rewards): raw JSON {stored.raw_bytes:,} B "
-                f"({stored.raw_bytes / steps:.1f} B/step), stored {stored.stored_bytes:,} B "
-                f"= {stored.stored_bytes / steps:.2f} B/step"
-            )
-            actions_only = {"actions": trace["actions"], "rewards": trace["rewards"]}
-            from storage.encode import encode_trace
 
-            lean = encode_trace(actions_only)
-            print(
-                f"  of which actions + rewards alone: {lean.stored_bytes:,} B "
-                f"= {lean.stored_bytes / steps:.2f} B/step"
-            )
+def time_queries(
+    store: Store, ids: dict[str, Any], chain_length: int, runs: int, repeat: int
+) -> None:
+    """Print the median time of each query against its target."""
+    chain_run, typical_run = ids["chain_run"], ids["typical_run"]
+    chain, typical = f"{chain_length:,}", f"{ids['typical_size']:,}"
+    best, ancestors, descendants = store.best_program, store.ancestors, store.descendants
+    cases: list[tuple[str, Callable[[], object], Callable[[Any], str]]] = [
+        (f"best of run (typical, {typical}-program)", lambda: best(typical_run), _none),
+        (f"best of run ({chain}-program run)", lambda: best(chain_run), _none),
+        (f"ancestors of {chain}-deep chain tip", lambda: ancestors(ids["chain_tip"]), _len),
+        (f"descendants of {chain}-chain root", lambda: descendants(ids["chain_root"]), _len),
+        ("lineage (typical program)", lambda: store.lineage(ids["typical_program"]), _lin),
+        (f"history (typical, {typical}-program)", lambda: store.history(typical_run), _len),
+        (f"history ({chain}-program run)", lambda: store.history(chain_run), _len),
+        (f"runs listing ({runs} runs)", store.runs, _len),
+        ("resolve 8-char program id", lambda: store.resolve_program(ids["chain_tip"][:8]), _none),
+        (
+            "find_evaluation",
+            lambda: store.find_evaluation(ids["chain_tip"], ENV_KEY, SEEDS),
+            _none,
+        ),
+    ]
+    print(
+        f"\n{'query (median of ' + str(repeat) + ')':<36} {'ms':>8}  {'rows':>6}  "
+        f"(target <= {TARGET_MS:.0f} ms)"
+    )
+    for name, call, describe in cases:
+        ms, answer = median_ms(call, repeat)
+        flag = "" if ms <= TARGET_MS else "  over target"
+        print(f"{name:<36} {ms:>8.1f}  {describe(answer):>6}{flag}")
+
+
+def measure_trace(store: Store) -> None:
+    """Print how many bytes a 5,000-step Pong-like episode's trace takes, raw and stored."""
+    from storage.encode import encode_trace
+
+    rng = random.Random(1)
+    run = store.create_run("Pong", ENV)
+    program = store.add_program(run.id, _source(-1, rng), origin="manual")
+    steps = 5000
+    trace = pong_trace(steps, rng)
+    result = {
+        "game": "Pong",
+        "env": ENV,
+        "backend": "bwrap",
+        "checked": True,
+        "status": "ok",
+        "episodes": [{"seed": 0, "status": "ok", "return": -6.0, "length": steps, "trace": trace}],
+        "wall_seconds": 3.0,
+    }
+    evaluation = store.record_evaluation(program.id, result)
+    (stored,) = store.traces(evaluation.id)
+    print(
+        f"\ntrace of a {steps:,}-step Pong-like episode ({len(trace['snapshots'])} "
+        f"snapshots, {len(trace['rewards'])} rewards): raw JSON {stored.raw_bytes:,} B "
+        f"({stored.raw_bytes / steps:.1f} B/step), stored {stored.stored_bytes:,} B "
+        f"= {stored.stored_bytes / steps:.2f} B/step"
+    )
+    lean = encode_trace({"actions": trace["actions"], "rewards": trace["rewards"]})
+    print(
+        f"  of which actions + rewards alone: {lean.stored_bytes:,} B "
+        f"= {lean.stored_bytes / steps:.2f} B/step"
+    )
 
 
 def _none(answer: Any) -> str:

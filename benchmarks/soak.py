@@ -135,28 +135,9 @@ def _one_process(
     base_url: str,
     number: int,
 ) -> Process:
-    evocade = str(Path(sys.executable).with_name("evocade"))
-    common = ["--iterations", str(args.iterations), "--db", str(db)]
-    if run_id is None:
-        command = [
-            evocade,
-            "run",
-            "--game",
-            args.game,
-            "--model",
-            "chaos-model",
-            "--base-url",
-            base_url,
-            "--episodes",
-            str(args.episodes),
-            "--max-steps",
-            str(args.max_steps),
-            "--sandbox",
-            args.sandbox,
-            *common,
-        ]
-    else:
-        command = [evocade, "run", "--resume", run_id, *common]
+    """Start one `evocade run` (new, or resuming `run_id`), stop it as planned, and say how it
+    went: exit code, SIGTERM-to-exit time, traceback, last error, leftovers, integrity."""
+    command = _command(args, db, run_id, base_url)
     roll = rng.random()
     planned = (
         "kill"
@@ -178,19 +159,7 @@ def _one_process(
             cwd=db.parent,
             start_new_session=True,
         )
-        signalled_at: float | None = None
-        while child.poll() is None:
-            now = time.monotonic()
-            rss = _rss_mb(child.pid)
-            if rss is not None:
-                process.rss_mb.append((now - process.started, rss))
-            if signalled_at is None and planned != "finish" and now - process.started >= stop_after:
-                child.send_signal(signal.SIGKILL if planned == "kill" else signal.SIGTERM)
-                signalled_at = now
-            if signalled_at is not None and now - signalled_at > TERM_DEADLINE_SECONDS:
-                child.kill()
-            time.sleep(SAMPLE_SECONDS)
-        child.wait()
+        signalled_at = _supervise(child, process, stop_after)
     process.ended = time.monotonic()
     process.returncode = child.returncode
     if planned == "term" and signalled_at is not None:
@@ -202,6 +171,51 @@ def _one_process(
     process.leftovers = _reap_session(child.pid)
     process.integrity = _quick_check(db)
     return process
+
+
+def _command(args: argparse.Namespace, db: Path, run_id: str | None, base_url: str) -> list[str]:
+    """`evocade run` against the chaos server, or `--resume` of the soak's run."""
+    evocade = str(Path(sys.executable).with_name("evocade"))
+    common = ["--iterations", str(args.iterations), "--db", str(db)]
+    if run_id is not None:
+        return [evocade, "run", "--resume", run_id, *common]
+    return [
+        evocade,
+        "run",
+        "--game",
+        args.game,
+        "--model",
+        "chaos-model",
+        "--base-url",
+        base_url,
+        "--episodes",
+        str(args.episodes),
+        "--max-steps",
+        str(args.max_steps),
+        "--sandbox",
+        args.sandbox,
+        *common,
+    ]
+
+
+def _supervise(child: subprocess.Popen[bytes], process: Process, stop_after: float) -> float | None:
+    """Sample the child's RSS until it exits, signalling it as planned after `stop_after`
+    seconds (SIGKILL if it outlives a SIGTERM's deadline); when the signal went out."""
+    signalled_at: float | None = None
+    planned = process.planned
+    while child.poll() is None:
+        now = time.monotonic()
+        rss = _rss_mb(child.pid)
+        if rss is not None:
+            process.rss_mb.append((now - process.started, rss))
+        if signalled_at is None and planned != "finish" and now - process.started >= stop_after:
+            child.send_signal(signal.SIGKILL if planned == "kill" else signal.SIGTERM)
+            signalled_at = now
+        if signalled_at is not None and now - signalled_at > TERM_DEADLINE_SECONDS:
+            child.kill()
+        time.sleep(SAMPLE_SECONDS)
+    child.wait()
+    return signalled_at
 
 
 def _rss_mb(pid: int) -> float | None:
@@ -317,6 +331,23 @@ def _report(
     size = _db_bytes(db)
     per = size / iterations if iterations else 0.0
     print(f"database: {size / 1e6:.2f} MB, {per / 1e3:.1f} KB per iteration")
+    _report_processes(processes)
+    print(
+        "database bytes over the soak: "
+        + ", ".join(
+            f"{t / 60:.1f} min: {it} it, {size / 1e6:.2f} MB"
+            for t, it, size in totals.iterations_over_time[
+                :: max(len(totals.iterations_over_time) // 8, 1)
+            ]
+        )
+    )
+    print("chaos answers: " + ", ".join(f"{k} {n}" for k, n in kinds.most_common()))
+    if args.db is not None or args.keep:
+        print(f"(database at {db})")
+
+
+def _report_processes(processes: list[Process]) -> None:
+    """How the processes were stopped and ended, what they left, and their memory."""
     plans = Counter(p.planned for p in processes)
     print(
         f"processes: {len(processes)} ({plans['kill']} kill -9, {plans['term']} SIGTERM, "
@@ -350,18 +381,6 @@ def _report(
                 f"{'-' if settled is None else f'{settled:.0f}':>5} / "
                 f"{statistics.median(values):5.0f} / {max(values):5.0f}"
             )
-    print(
-        "database bytes over the soak: "
-        + ", ".join(
-            f"{t / 60:.1f} min: {it} it, {size / 1e6:.2f} MB"
-            for t, it, size in totals.iterations_over_time[
-                :: max(len(totals.iterations_over_time) // 8, 1)
-            ]
-        )
-    )
-    print("chaos answers: " + ", ".join(f"{k} {n}" for k, n in kinds.most_common()))
-    if args.db is not None or args.keep:
-        print(f"(database at {db})")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from sandbox.names import BackendName
 
 if TYPE_CHECKING:
     from sandbox.episodes import EpisodeRunner
+    from sandbox.pool import WarmPool
     from sandbox.results import EpisodeResult, EvaluationResult
     from sandbox.settings import EnvSettings, Limits
 
@@ -110,11 +111,9 @@ def evaluate_command(
 
     Example: evocade evaluate my_policy.py --game Pong --episodes 3 --deterministic --json
     """
-    from sandbox.backends.base import SandboxUnavailable
-    from sandbox.checker import check_source
-    from sandbox.evaluate import evaluation_from_episodes, open_runner
+    from sandbox.evaluate import plan_evaluation
     from sandbox.games import UnknownGameError, get_game
-    from sandbox.settings import EnvSettings, Limits
+    from sandbox.settings import Limits
 
     validate_options(
         episodes=episodes,
@@ -131,41 +130,18 @@ def evaluate_command(
     except UnknownGameError as error:
         raise UserError(str(error)) from None
     source = read_policy_file(file)
-
-    if deterministic:
-        env = EnvSettings.deterministic(max_steps=max_steps)
-    elif repeat_action_probability is not None:
-        env = EnvSettings(repeat_action_probability=repeat_action_probability, max_steps=max_steps)
-    else:
-        env = EnvSettings(max_steps=max_steps)
+    env = env_settings(deterministic, repeat_action_probability, max_steps)
     limits = Limits(act_seconds=act_seconds, memory_mb=memory_mb)
     seeds = list(range(seed, seed + episodes))
 
-    report = None if no_check else check_source(source)
-    if report is not None and not report.ok:  # never runs: no sandbox needed to say so
-        result = evaluation_from_episodes(
-            game_name,
-            env,
-            limits,
-            sandbox,
-            checked=True,
-            check=report,
-            episodes=[],
-            wall_seconds=0.0,
-        )
-        _print_result(file, result, as_json)
+    plan = plan_evaluation(
+        source, game_name, seeds=seeds, env=env, limits=limits, check=not no_check
+    )
+    if not plan.requests:  # refused by the static check: never runs, no sandbox needed
+        _print_result(file, plan.result(sandbox, [], 0.0), as_json)
         raise typer.Exit(1)
 
-    if sandbox == "none":
-        print(
-            "WARNING: --sandbox none runs this program on the host, with your files and "
-            "network; only the policy process's own rlimits and seccomp filter remain.",
-            file=sys.stderr,
-        )
-    try:
-        runner = open_runner(sandbox, limits, slots=workers)
-    except SandboxUnavailable as error:
-        raise UserError(str(error)) from None
+    runner = _open_runner(sandbox, limits, workers)
     try:
         result = play_interruptibly(
             runner,
@@ -185,6 +161,37 @@ def evaluate_command(
         runner.close()
     _print_result(file, result, as_json)
     raise typer.Exit(0 if result.status == "ok" else 1)
+
+
+def env_settings(
+    deterministic: bool, repeat_action_probability: float | None, max_steps: int
+) -> EnvSettings:
+    """The env setting the options ask for (already validated: they do not conflict)."""
+    from sandbox.settings import EnvSettings
+
+    if deterministic:
+        return EnvSettings.deterministic(max_steps=max_steps)
+    if repeat_action_probability is not None:
+        return EnvSettings(repeat_action_probability=repeat_action_probability, max_steps=max_steps)
+    return EnvSettings(max_steps=max_steps)
+
+
+def _open_runner(sandbox: BackendName, limits: Limits, workers: int | None) -> WarmPool:
+    """The evaluation's sandboxes, or a one-line error when the backend is unavailable; a
+    warning first when there is no sandbox at all."""
+    from sandbox.backends.base import SandboxUnavailable
+    from sandbox.evaluate import open_runner
+
+    if sandbox == "none":
+        print(
+            "WARNING: --sandbox none runs this program on the host, with your files and "
+            "network; only the policy process's own rlimits and seccomp filter remain.",
+            file=sys.stderr,
+        )
+    try:
+        return open_runner(sandbox, limits, slots=workers)
+    except SandboxUnavailable as error:
+        raise UserError(str(error)) from None
 
 
 def play_interruptibly(
@@ -285,6 +292,15 @@ def render_result(where: str, result: EvaluationResult) -> str:
         if episode.output:
             lines.append("      policy output:")
             lines.append(indented(episode.output, "      | "))
+    lines.extend(_summary_lines(result, capped))
+    return "\n".join(lines)
+
+
+def _summary_lines(result: EvaluationResult, capped: int) -> list[str]:
+    """What failed, how many episodes the step cap cut, and a mean that says which episodes
+    it counts."""
+    lines = []
+    max_steps = result.env.max_steps
     failed = [e for e in result.episodes if e.status != "ok"]
     total = len(result.episodes)
     took = f"{result.total_steps} steps, {result.wall_seconds:.1f} s"
@@ -318,7 +334,7 @@ def render_result(where: str, result: EvaluationResult) -> str:
             f"mean return {mean:.2f} over the {_plural(ok_count, 'ok episode')} only; the "
             f"{_plural(len(failed), 'failed episode')} are not counted ({took})"
         )
-    return "\n".join(lines)
+    return lines
 
 
 def register(app: typer.Typer) -> None:

@@ -189,6 +189,27 @@ def run_log(store: Store, run_id: str, last: int | None = None) -> list[LogEntry
     events = store.events(run_id)
     calls = store.llm_calls(run_id)
     by_id = {call.id: call for call in calls}
+    entries: list[LogEntry] = _seed_entries(store, run_id)
+    previous_at: datetime | None = None
+    for event in events:
+        if event.kind != "iteration":
+            entries.append(RunEventEntry(event.kind, event.created_at, event.message or ""))
+            continue
+        entries.append(_iteration_entry(store, event, calls, by_id, previous_at))
+        previous_at = event.created_at
+    entries.sort(key=lambda entry: entry.created_at)
+    if last is not None:
+        iterations = [e for e in entries if isinstance(e, IterationEntry)]
+        if last == 0:
+            return []
+        if len(iterations) > last:
+            cut = iterations[-last].created_at
+            entries = [e for e in entries if e.created_at >= cut]
+    return entries
+
+
+def _seed_entries(store: Store, run_id: str) -> list[LogEntry]:
+    """The run's starting programs (origin `seed`), which no iteration event records."""
     entries: list[LogEntry] = []
     for program in store.history(run_id):
         if program.origin == "seed":
@@ -204,49 +225,46 @@ def run_log(store: Store, run_id: str, last: int | None = None) -> list[LogEntry
             )
             _program_details(store, seed)
             entries.append(seed)
-    previous_at: datetime | None = None
-    for event in events:
-        if event.kind != "iteration":
-            entries.append(RunEventEntry(event.kind, event.created_at, event.message or ""))
-            continue
-        data = _data(event)
-        entry = IterationEntry(
-            "iteration",
-            event.created_at,
-            _opt_int(data.get("iteration")),
-            _opt_str(data.get("status")),
-            _opt_str(data.get("program")),
-            _opt_str(data.get("parent")),
-            _opt_float(data.get("mean_return")),
-            _opt_str(data.get("note")),
-        )
-        listed = data.get("llm_calls")
-        if isinstance(listed, list):
-            mine = [by_id[i] for i in listed if isinstance(i, str) and i in by_id]
-        else:
-            mine = [
-                call
-                for call in calls
-                if (previous_at is None or call.created_at > previous_at)
-                and call.created_at <= event.created_at
-            ]
-        entry.llm_calls = [_call_entry(call) for call in mine]
-        feedback = _opt_str(data.get("feedback"))
-        if feedback is None and mine:
-            feedback = feedback_from_prompt(mine[-1].prompt)
-        entry.feedback = feedback
-        _program_details(store, entry)
-        entries.append(entry)
-        previous_at = event.created_at
-    entries.sort(key=lambda entry: entry.created_at)
-    if last is not None:
-        iterations = [e for e in entries if isinstance(e, IterationEntry)]
-        if last == 0:
-            return []
-        if len(iterations) > last:
-            cut = iterations[-last].created_at
-            entries = [e for e in entries if e.created_at >= cut]
     return entries
+
+
+def _iteration_entry(
+    store: Store,
+    event: Event,
+    calls: list[LlmCall],
+    by_id: dict[str, LlmCall],
+    previous_at: datetime | None,
+) -> IterationEntry:
+    """One `iteration` event with its LLM calls (those it lists; for events that list none,
+    those made since the previous iteration) and the feedback its prompt carried."""
+    data = _data(event)
+    entry = IterationEntry(
+        "iteration",
+        event.created_at,
+        _opt_int(data.get("iteration")),
+        _opt_str(data.get("status")),
+        _opt_str(data.get("program")),
+        _opt_str(data.get("parent")),
+        _opt_float(data.get("mean_return")),
+        _opt_str(data.get("note")),
+    )
+    listed = data.get("llm_calls")
+    if isinstance(listed, list):
+        mine = [by_id[i] for i in listed if isinstance(i, str) and i in by_id]
+    else:
+        mine = [
+            call
+            for call in calls
+            if (previous_at is None or call.created_at > previous_at)
+            and call.created_at <= event.created_at
+        ]
+    entry.llm_calls = [_call_entry(call) for call in mine]
+    feedback = _opt_str(data.get("feedback"))
+    if feedback is None and mine:
+        feedback = feedback_from_prompt(mine[-1].prompt)
+    entry.feedback = feedback
+    _program_details(store, entry)
+    return entry
 
 
 # -- rendering ---------------------------------------------------------------------------------

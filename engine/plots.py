@@ -7,8 +7,9 @@ Rendered with matplotlib's Agg backend: no display is ever needed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from engine.series import RunSeries, ScorePoint
 
@@ -42,36 +43,19 @@ def plot_runs(series: Sequence[RunSeries], path: Path) -> None:
     for index, run in enumerate(series):
         colour = colours(index % 10)
         for axes, x_of in ((by_iteration, _iteration), (by_steps, _steps)):
-            scored = [p for p in run.points if p.score is not None]
-            axes.scatter(
-                [x_of(p) for p in scored], [p.score for p in scored], color=colour, s=14, alpha=0.5
-            )
-            best = [p for p in run.points if p.best_so_far is not None]
-            axes.step(
-                [x_of(p) for p in best],
-                [p.best_so_far for p in best],
-                where="post",
-                color=colour,
-                label=f"{run.label} best so far",
+            _curve(
+                axes, run.points, x_of, colour, "score", "best_so_far", f"{run.label} best so far"
             )
             if run.has_heldout:
-                held = [p for p in run.points if p.heldout is not None]
-                axes.scatter(
-                    [x_of(p) for p in held],
-                    [p.heldout for p in held],
-                    color=colour,
-                    marker="s",
-                    s=22,
-                    facecolors="none",
-                )
-                held_best = [p for p in run.points if p.heldout_best_so_far is not None]
-                axes.step(
-                    [x_of(p) for p in held_best],
-                    [p.heldout_best_so_far for p in held_best],
-                    where="post",
-                    color=colour,
-                    linestyle="--",
-                    label=f"{run.label} held-out best",
+                _curve(
+                    axes,
+                    run.points,
+                    x_of,
+                    colour,
+                    "heldout",
+                    "heldout_best_so_far",
+                    f"{run.label} held-out best",
+                    held_out=True,
                 )
     from matplotlib.ticker import MaxNLocator
 
@@ -87,6 +71,42 @@ def plot_runs(series: Sequence[RunSeries], path: Path) -> None:
         figure.savefig(path, format=suffix[1:], dpi=110)
     except OSError as error:
         raise PlotError(f"cannot write {path}: {error.strerror or error}") from error
+
+
+def _curve(
+    axes: Any,
+    points: Sequence[ScorePoint],
+    x_of: Callable[[ScorePoint], float],
+    colour: Any,
+    score: str,
+    best: str,
+    label: str,
+    *,
+    held_out: bool = False,
+) -> None:
+    """One run's scores (`score`: dots, squares when `held_out`) and its best so far (`best`:
+    a step line, dashed when `held_out`); points without a value are left out."""
+    scored = [p for p in points if getattr(p, score) is not None]
+    marker: dict[str, Any] = (
+        {"marker": "s", "s": 22, "facecolors": "none"}
+        if held_out
+        else {
+            "s": 14,
+            "alpha": 0.5,
+        }
+    )
+    axes.scatter(
+        [x_of(p) for p in scored], [getattr(p, score) for p in scored], color=colour, **marker
+    )
+    improving = [p for p in points if getattr(p, best) is not None]
+    axes.step(
+        [x_of(p) for p in improving],
+        [getattr(p, best) for p in improving],
+        where="post",
+        color=colour,
+        linestyle="--" if held_out else "-",
+        label=label,
+    )
 
 
 def _iteration(point: ScorePoint) -> float:

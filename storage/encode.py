@@ -204,33 +204,8 @@ def evaluation_row(
     if traces is not None and len(traces) != len(raw_episodes):
         raise InvalidInputError(f"{len(traces)} traces given for {len(raw_episodes)} episodes")
 
-    episodes: list[dict[str, Any]] = []
-    episode_traces: list[tuple[int, int, int, Mapping[str, Any]]] = []
-    for index, episode in enumerate(raw_episodes):
-        if not isinstance(episode, Mapping):
-            raise InvalidInputError(f"episode {index} is not an object")
-        for field in ("seed", "status", "return", "length"):
-            if field not in episode:
-                raise InvalidInputError(f"episode {index} lacks {field!r}")
-        _status(episode["status"], f"episode {index} status")
-        _number(episode["return"], f"episodes[{index}].return")
-        row = {field: episode[field] for field in EPISODE_FIELDS if field in episode}
-        episodes.append(row)
-        trace = traces[index] if traces is not None else episode.get("trace")
-        if trace is not None:
-            if not isinstance(trace, Mapping):
-                raise InvalidInputError(f"trace of episode {index} is not an object")
-            episode_traces.append((index, int(episode["seed"]), int(episode["length"]), trace))
-
-    returns = [float(episode["return"]) for episode in episodes]
-    mean_return = result.get("mean_return")
-    if mean_return is None and returns:
-        mean_return = sum(returns) / len(returns)
-    if mean_return is not None:
-        mean_return = _number(mean_return, "mean_return")
-    total_steps = result.get("total_steps")
-    if total_steps is None:
-        total_steps = sum(int(episode["length"]) for episode in episodes)
+    episodes, episode_traces = _episodes(raw_episodes, traces)
+    mean_return, total_steps = _totals(result, episodes)
     if seeds is None:
         seeds = result.get("seeds") or [episode["seed"] for episode in episodes]
     seed_list = [int(seed) for seed in seeds]
@@ -262,3 +237,45 @@ def evaluation_row(
         "status": status,
     }
     return EvaluationRow(values, episode_traces)
+
+
+_EpisodeTrace = tuple[int, int, int, Mapping[str, Any]]  # index, seed, length, trace
+
+
+def _episodes(
+    raw_episodes: Sequence[Any], traces: Sequence[Mapping[str, Any] | None] | None
+) -> tuple[list[dict[str, Any]], list[_EpisodeTrace]]:
+    """Each episode validated and cut to `EPISODE_FIELDS`, and the traces of those that have
+    one (given apart in `traces`, else inside the episode)."""
+    episodes: list[dict[str, Any]] = []
+    episode_traces: list[_EpisodeTrace] = []
+    for index, episode in enumerate(raw_episodes):
+        if not isinstance(episode, Mapping):
+            raise InvalidInputError(f"episode {index} is not an object")
+        for field in ("seed", "status", "return", "length"):
+            if field not in episode:
+                raise InvalidInputError(f"episode {index} lacks {field!r}")
+        _status(episode["status"], f"episode {index} status")
+        _number(episode["return"], f"episodes[{index}].return")
+        row = {field: episode[field] for field in EPISODE_FIELDS if field in episode}
+        episodes.append(row)
+        trace = traces[index] if traces is not None else episode.get("trace")
+        if trace is not None:
+            if not isinstance(trace, Mapping):
+                raise InvalidInputError(f"trace of episode {index} is not an object")
+            episode_traces.append((index, int(episode["seed"]), int(episode["length"]), trace))
+    return episodes, episode_traces
+
+
+def _totals(result: Mapping[str, Any], episodes: list[dict[str, Any]]) -> tuple[float | None, Any]:
+    """The mean return and total steps the result states, else computed from the episodes."""
+    returns = [float(episode["return"]) for episode in episodes]
+    mean_return = result.get("mean_return")
+    if mean_return is None and returns:
+        mean_return = sum(returns) / len(returns)
+    if mean_return is not None:
+        mean_return = _number(mean_return, "mean_return")
+    total_steps = result.get("total_steps")
+    if total_steps is None:
+        total_steps = sum(int(episode["length"]) for episode in episodes)
+    return mean_return, total_steps

@@ -125,91 +125,109 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-def create_app(store: Store, settings: WebSettings) -> Starlette:
-    """The site over `store` (which should be opened with `Store.open_read_only`)."""
-    templates = Environment(
-        loader=FileSystemLoader(TEMPLATES),
-        autoescape=select_autoescape(default=True, default_for_string=True),
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    replays = ReplayCache(
-        store,
-        ReplayCacheSettings(settings.cache_dir, max_frames=settings.replay_max_frames),
-    )
+class _Pages:
+    """The site's handlers over one store: each renders a template or serves a file."""
 
-    def page(name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
-        html = templates.get_template(name).render(location=store.location, **context)
+    def __init__(self, store: Store, settings: WebSettings) -> None:
+        self.store = store
+        self.templates = Environment(
+            loader=FileSystemLoader(TEMPLATES),
+            autoescape=select_autoescape(default=True, default_for_string=True),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.replays = ReplayCache(
+            store,
+            ReplayCacheSettings(settings.cache_dir, max_frames=settings.replay_max_frames),
+        )
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/", self.runs, methods=["GET"]),
+            Route("/run/{run_id:str}", self.run, methods=["GET"]),
+            Route("/program/{program_id:str}", self.program, methods=["GET"]),
+            Route(
+                "/evaluation/{evaluation_id:str}/episode/{episode:int}",
+                self.episode,
+                methods=["GET"],
+            ),
+            Route(
+                "/replay/{evaluation_id:str}/{episode:int}.gif", self.replay_gif, methods=["GET"]
+            ),
+            Route("/static/style.css", self.stylesheet, methods=["GET"]),
+            Route("/static/icon.svg", self.icon, methods=["GET"]),
+            Route("/favicon.ico", self.icon, methods=["GET"]),
+        ]
+
+    def exception_handlers(self) -> dict[Any, Callable[[Request, Exception], Response]]:
+        from storage import AmbiguousIdError, NotFoundError
+
+        return {
+            NotFoundError: self.not_found,
+            AmbiguousIdError: self.not_found,
+            StorageError: self.storage_error,
+            HTTPException: self.http_error,
+        }
+
+    def page(self, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
+        html = self.templates.get_template(name).render(location=self.store.location, **context)
         return HTMLResponse(html, status_code=status_code)
 
-    def runs(request: Request) -> Response:
-        return page("runs.html", views.runs_page(store))
+    def runs(self, request: Request) -> Response:
+        return self.page("runs.html", views.runs_page(self.store))
 
-    def run(request: Request) -> Response:
-        return page("run.html", views.run_page(store, request.path_params["run_id"]))
+    def run(self, request: Request) -> Response:
+        return self.page("run.html", views.run_page(self.store, request.path_params["run_id"]))
 
-    def program(request: Request) -> Response:
-        return page("program.html", views.program_page(store, request.path_params["program_id"]))
+    def program(self, request: Request) -> Response:
+        context = views.program_page(self.store, request.path_params["program_id"])
+        return self.page("program.html", context)
 
-    def episode(request: Request) -> Response:
+    def episode(self, request: Request) -> Response:
         context = views.episode_page(
-            store, request.path_params["evaluation_id"], request.path_params["episode"]
+            self.store, request.path_params["evaluation_id"], request.path_params["episode"]
         )
-        return page("episode.html", context)
+        return self.page("episode.html", context)
 
-    def replay_gif(request: Request) -> Response:
-        evaluation = store.resolve_evaluation(request.path_params["evaluation_id"])
+    def replay_gif(self, request: Request) -> Response:
+        evaluation = self.store.resolve_evaluation(request.path_params["evaluation_id"])
         try:
-            path = replays.gif(evaluation.id, request.path_params["episode"])
+            path = self.replays.gif(evaluation.id, request.path_params["episode"])
         except (Unreplayable, ReplayError) as error:
             return PlainTextResponse(f"cannot replay this episode: {error}", status_code=409)
         return FileResponse(
             path, media_type="image/gif", headers={"Cache-Control": "max-age=86400"}
         )
 
-    def stylesheet(request: Request) -> Response:
+    def stylesheet(self, request: Request) -> Response:
         return FileResponse(TEMPLATES / "style.css", media_type="text/css")
 
-    def icon(request: Request) -> Response:
+    def icon(self, request: Request) -> Response:
         return FileResponse(TEMPLATES / "icon.svg", media_type="image/svg+xml")
 
-    def not_found(request: Request, exc: Exception) -> Response:
-        return page("error.html", {"status": 404, "message": str(exc)}, status_code=404)
+    def not_found(self, request: Request, exc: Exception) -> Response:
+        return self.page("error.html", {"status": 404, "message": str(exc)}, status_code=404)
 
-    def storage_error(request: Request, exc: Exception) -> Response:
-        return page("error.html", {"status": 500, "message": str(exc)}, status_code=500)
+    def storage_error(self, request: Request, exc: Exception) -> Response:
+        return self.page("error.html", {"status": 500, "message": str(exc)}, status_code=500)
 
-    def http_error(request: Request, exc: Exception) -> Response:
+    def http_error(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return page(
+        return self.page(
             "error.html", {"status": exc.status_code, "message": exc.detail}, exc.status_code
         )
 
-    from storage import AmbiguousIdError, NotFoundError
 
+def create_app(store: Store, settings: WebSettings) -> Starlette:
+    """The site over `store` (which should be opened with `Store.open_read_only`)."""
+    pages = _Pages(store, settings)
     hosts = ["*"] if settings.allow_remote else [name.strip("[]") for name in LOOPBACK_NAMES]
     return Starlette(
-        routes=[
-            Route("/", runs, methods=["GET"]),
-            Route("/run/{run_id:str}", run, methods=["GET"]),
-            Route("/program/{program_id:str}", program, methods=["GET"]),
-            Route(
-                "/evaluation/{evaluation_id:str}/episode/{episode:int}", episode, methods=["GET"]
-            ),
-            Route("/replay/{evaluation_id:str}/{episode:int}.gif", replay_gif, methods=["GET"]),
-            Route("/static/style.css", stylesheet, methods=["GET"]),
-            Route("/static/icon.svg", icon, methods=["GET"]),
-            Route("/favicon.ico", icon, methods=["GET"]),
-        ],
+        routes=pages.routes(),
         middleware=[
             Middleware(SecurityHeaders),
             Middleware(ReadOnlyMethods),
             Middleware(TrustedHostMiddleware, allowed_hosts=hosts),
         ],
-        exception_handlers={
-            NotFoundError: not_found,
-            AmbiguousIdError: not_found,
-            StorageError: storage_error,
-            HTTPException: http_error,
-        },
+        exception_handlers=pages.exception_handlers(),
     )

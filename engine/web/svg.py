@@ -8,7 +8,7 @@ templates (autoescape on) insert it as is. Nothing here needs a script to displa
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from markupsafe import Markup, escape
@@ -89,16 +89,7 @@ def score_curve(series: RunSeries, width: int = 720, height: int = 240) -> Marku
         ("best", "best_so_far", ""),
         ("heldout-best", "heldout_best_so_far", ' stroke-dasharray="5 3"'),
     ):
-        steps: list[str] = []
-        previous: float | None = None
-        for point in series.points:
-            value = getattr(point, attribute)
-            if value is None:
-                continue
-            if previous is not None:
-                steps.append(f"{x(point.iteration):.1f},{y(previous):.1f}")
-            steps.append(f"{x(point.iteration):.1f},{y(value):.1f}")
-            previous = value
+        steps = _step_points(series, attribute, x, y)
         if steps:
             parts.append(
                 f'<polyline class="{name}" fill="none"{dashed} points="{" ".join(steps)}"/>'
@@ -122,6 +113,27 @@ def score_curve(series: RunSeries, width: int = 720, height: int = 240) -> Marku
     return Markup("".join(parts))
 
 
+def _step_points(
+    series: RunSeries,
+    attribute: str,
+    x: Callable[[int], float],
+    y: Callable[[float], float],
+) -> list[str]:
+    """A staircase through the points' `attribute` (a best-so-far: flat until it improves),
+    as SVG polyline points; points without a value are skipped."""
+    steps: list[str] = []
+    previous: float | None = None
+    for point in series.points:
+        value = getattr(point, attribute)
+        if value is None:
+            continue
+        if previous is not None:
+            steps.append(f"{x(point.iteration):.1f},{y(previous):.1f}")
+        steps.append(f"{x(point.iteration):.1f},{y(value):.1f}")
+        previous = value
+    return steps
+
+
 @dataclass(frozen=True)
 class TreeNode:
     program_id: str
@@ -131,15 +143,11 @@ class TreeNode:
     is_head: bool = False
 
 
-def lineage_tree(nodes: Sequence[TreeNode], *, column_px: int = 92, row_px: int = 54) -> Markup:
-    """The run's programs as a tree, roots at the top; each node links to its program page.
-
-    Layout: a depth-first walk gives every leaf its own column, a parent sits above the middle
-    of its children, each generation one row lower.
-    """
-    if not nodes:
-        return Markup('<p class="muted">This run has no programs yet.</p>')
-    by_id = {node.program_id: node for node in nodes}
+def _tree_layout(
+    nodes: Sequence[TreeNode], by_id: dict[str, TreeNode]
+) -> tuple[dict[str, float], dict[str, int], int]:
+    """Each program's column and depth, and how many leaf columns there are: a depth-first
+    walk gives every leaf its own column, a parent sits above the middle of its children."""
     children: dict[str | None, list[TreeNode]] = defaultdict(list)
     for node in nodes:
         parent = node.parent_id if node.parent_id in by_id else None
@@ -163,7 +171,20 @@ def lineage_tree(nodes: Sequence[TreeNode], *, column_px: int = 92, row_px: int 
             else:
                 column[node.program_id] = next_leaf
                 next_leaf += 1
-    width = int(max(next_leaf, 1) * column_px + 20)
+    return column, depth, next_leaf
+
+
+def lineage_tree(nodes: Sequence[TreeNode], *, column_px: int = 92, row_px: int = 54) -> Markup:
+    """The run's programs as a tree, roots at the top; each node links to its program page.
+
+    Layout: a depth-first walk gives every leaf its own column, a parent sits above the middle
+    of its children, each generation one row lower.
+    """
+    if not nodes:
+        return Markup('<p class="muted">This run has no programs yet.</p>')
+    by_id = {node.program_id: node for node in nodes}
+    column, depth, leaves = _tree_layout(nodes, by_id)
+    width = int(max(leaves, 1) * column_px + 20)
     height = int((max(depth.values()) + 1) * row_px + 20)
 
     def centre(program_id: str) -> tuple[float, float]:
