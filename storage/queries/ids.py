@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import string
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session
@@ -52,28 +53,14 @@ def _candidates(
     """The first few ids a prefix matches, each with what it is (a program's origin and
     generation, a run's game and status, an evaluation's game and status), so the user can
     tell which one they meant."""
+    columns: tuple[Any, Any]
     if model is Program:
-        program_rows = session.execute(
-            select(Program.id, Program.origin, Program.generation)
-            .where(condition)
-            .order_by(Program.id)
-            .limit(AMBIGUOUS_SHOWN)
-        ).all()
-        return [f"{short_id(i)} ({origin} program, gen {gen})" for i, origin, gen in program_rows]
-    if model is Evaluation:
-        evaluation_rows = session.execute(
-            select(Evaluation.id, Evaluation.game, Evaluation.status)
-            .where(condition)
-            .order_by(Evaluation.id)
-            .limit(AMBIGUOUS_SHOWN)
-        ).all()
-        return [
-            f"{short_id(i)} ({game} evaluation, {status})" for i, game, status in evaluation_rows
-        ]
-    run_rows = session.execute(
-        select(Run.id, Run.game, Run.status)
-        .where(condition)
-        .order_by(Run.id)
-        .limit(AMBIGUOUS_SHOWN)
+        columns, kind = (Program.origin, Program.generation), "{} program, gen {}"
+    elif model is Evaluation:
+        columns, kind = (Evaluation.game, Evaluation.status), "{} evaluation, {}"
+    else:
+        columns, kind = (Run.game, Run.status), "{} run, {}"
+    rows = session.execute(
+        select(model.id, *columns).where(condition).order_by(model.id).limit(AMBIGUOUS_SHOWN)
     ).all()
-    return [f"{short_id(i)} ({game} run, {status})" for i, game, status in run_rows]
+    return [f"{short_id(i)} ({kind.format(a, b)})" for i, a, b in rows]
