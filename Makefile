@@ -19,11 +19,12 @@ docker-image:
 test:
 	$(BIN)/python -m pytest -q
 
+# mypy (settings in pyproject.toml) is part of lint, so CI (`.ci/run` runs `make lint`) checks it.
 lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
-# Not part of `lint` yet: it joins CI once every branch's code is clean under it.
 typecheck:
 	$(BIN)/mypy
 
