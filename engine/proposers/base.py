@@ -14,6 +14,9 @@ from typing import Literal, Protocol
 
 from sandbox.games import Game
 
+ProposerName = Literal["mutate", "llm"]
+"""The proposers a run can be configured with (`--proposer`): the offline mutator, an LLM."""
+
 ProposalOrigin = Literal["llm", "mutation"]
 """Where a proposed program came from: an LLM's rewrite or the offline mutator's edit (stored as
 the program's `origin`, beside `seed` for a run's starting program)."""

@@ -40,6 +40,10 @@ def _one_line_error(capsys) -> str:
             "--episodes",
         ),
         (["evaluate", str(PROGRAMS / "pong_tracker.py")], "--game"),
+        (
+            ["evaluate", str(PROGRAMS / "pong_tracker.py"), "--game", "Pong", "--sandbox", "x"],
+            "not one of 'auto', 'bwrap', 'docker', 'none'",  # the choices are `BackendName`'s
+        ),
         (["evaluate", str(PROGRAMS), "--game", "Pong"], "is a directory"),
         (["check", "/nonexistent/policy.py"], "no such file"),
     ],
