@@ -33,7 +33,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_sandbox import in_process  # noqa: E402
+from bench_sandbox import in_process  # noqa: E402  (this directory: run as a script)
+
 from engine.seeds import seed_source  # noqa: E402
 from sandbox.episodes import usable_cpus  # noqa: E402
 from sandbox.settings import EnvSettings  # noqa: E402

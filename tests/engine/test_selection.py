@@ -69,7 +69,8 @@ def test_holdout_keeps_a_lucky_candidate_from_becoming_best() -> None:
     policy = Policy("follow", 0.8, 3, holdout=True)
     island = IslandState("h", Champion("b", 10.0, holdout_mean=9.0))
     lucky = decide(island, "lucky", 15.0, policy, holdout_mean=2.0)
-    assert not lucky.became_best and lucky.island.best.program_id == "b"
+    assert not lucky.became_best and lucky.island.best is not None
+    assert lucky.island.best.program_id == "b"
     assert lucky.island.head_id == "lucky"  # it beat the best on training: no regression
     confirmed = decide(lucky.island, "real", 11.0, policy, holdout_mean=9.5)
     assert confirmed.became_best and confirmed.island.best == Champion("real", 11.0, 9.5)
