@@ -28,6 +28,7 @@ from pathlib import Path
 from sandbox.episodes import EpisodeRequest
 from sandbox.evaluate import evaluate, make_backend, open_runner
 from sandbox.games import get_game
+from sandbox.names import BACKEND_NAMES, BackendName
 from sandbox.runtime.emulator import ale_of, make_env
 from sandbox.runtime.observation import build_observation
 from sandbox.settings import EnvSettings, Limits
@@ -133,7 +134,7 @@ def policy_process_start() -> float:
     return elapsed
 
 
-def startup_rows(backends: list[str], repeats: int) -> None:
+def startup_rows(backends: list[BackendName], repeats: int) -> None:
     print("start-up, evaluate() call to the first act(), median of", repeats)
     for name in backends:
         with open_runner(make_backend(name, Limits()), slots=1) as pool:
@@ -154,7 +155,7 @@ def startup_rows(backends: list[str], repeats: int) -> None:
     )
 
 
-def throughput_rows(backend: str, steps: int, repeats: int) -> None:
+def throughput_rows(backend: BackendName, steps: int, repeats: int) -> None:
     cpu = sorted(os.sched_getaffinity(0))[0]
     env = EnvSettings.deterministic(max_steps=steps)
     with open_runner(make_backend(backend, Limits()), slots=1) as pool:
@@ -195,7 +196,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--backends", default="bwrap,docker")
     args = parser.parse_args()
-    backends = [name for name in args.backends.split(",") if name]
+    backends: list[BackendName] = []
+    for name in args.backends.split(","):
+        if name not in BACKEND_NAMES:
+            parser.error(f"unknown backend {name!r}: use {', '.join(BACKEND_NAMES)}")
+        backends.append(name)
     print(time.strftime("%Y-%m-%d %H:%M"), f"load average {os.getloadavg()[0]:.2f}")
     startup_rows(backends, args.repeats)
     for backend in backends:

@@ -589,9 +589,8 @@ class Store:
         )
         with self._read() as session:
             self._run(session, run_id)
-            return [
-                (pid, island, int(n), parent) for pid, island, n, parent in session.execute(query)
-            ]
+            rows = session.execute(query).all()
+            return [(pid, island, n or 0, parent) for pid, island, n, parent in rows]
 
     def find_program(self, run_id: str, source: str) -> Program | None:
         """The run's program with exactly this source, if any."""

@@ -381,14 +381,11 @@ class Population:
         )
         del self.in_flight[SEED]
         shown = train or seed.results["smoke"]
-        held = (
-            f", held-out {_fmt(best.holdout_mean)}"
-            if best and best.holdout_mean is not None
-            else ""
-        )
+        confirmed = best.holdout_mean if best else None
+        also = f", held-out {_fmt(confirmed)}" if confirmed is not None else ""
         mean = _fmt(shown.mean_return)
         self.reporter.message(
-            f"seed program {seed.label}: {shown.status}, mean return {mean}{held}"
+            f"seed program {seed.label}: {shown.status}, mean return {mean}{also}"
         )
         deferred, self.deferred = self.deferred, []
         for candidate, stage, result in deferred:

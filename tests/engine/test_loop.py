@@ -16,6 +16,7 @@ import pytest
 
 from engine.config import RunConfig
 from engine.loop import StopRequest, optimize
+from engine.proposers.base import Proposal, ProposalContext
 from engine.proposers.llm import LlmProposer
 from engine.proposers.mutate import MutationProposer
 from storage import Store
@@ -77,7 +78,7 @@ def test_loop_stop_request_finishes_the_candidates_in_hand_and_records(
     proposed: list[int] = []
 
     class StopAfterFirst(MutationProposer):
-        def propose(self, context):  # type: ignore[no-untyped-def]
+        def propose(self, context: ProposalContext) -> Proposal:
             proposed.append(context.iteration)
             if not stop:
                 stop.request("received SIGTERM")  # one signal, during the first proposal
