@@ -11,11 +11,12 @@ from typing import Annotated, Any
 
 import typer
 
-from engine.cli_sandbox import SandboxChoice, read_policy_file
+from engine.cli_sandbox import read_policy_file
 from engine.config import RunConfig
 from engine.db_option import DEFAULT_DB, DbOption, opened_store
 from engine.errors import UserError
 from engine.proposers.base import Proposer
+from sandbox.names import BackendName
 
 
 def _load_config_file(path: Path | None) -> dict[str, Any]:
@@ -81,9 +82,7 @@ def run_command(
     max_tokens: Annotated[int | None, typer.Option(help="Budget: LLM tokens.")] = None,
     max_cost: Annotated[float | None, typer.Option(help="Budget: LLM cost.")] = None,
     max_time: Annotated[float | None, typer.Option(help="Budget: wall seconds.")] = None,
-    sandbox: Annotated[SandboxChoice, typer.Option(help="Isolation backend.")] = (
-        SandboxChoice.auto
-    ),
+    sandbox: Annotated[BackendName, typer.Option(help="Isolation backend.")] = "auto",
     concurrency: Annotated[
         int | None,
         typer.Option(help="Candidates in flight at once (default: enough to fill every core)."),
@@ -176,7 +175,7 @@ def run_command(
             values.update({k: v for k, v in explicit.items() if v is not None})
             if deterministic:
                 values["deterministic"] = True
-            values["sandbox"] = sandbox.value
+            values["sandbox"] = sandbox
             values["max_time_seconds"] = values.pop("max_time", values.get("max_time_seconds"))
             if "proposer" not in values:
                 values["proposer"] = "llm" if values.get("model") else "mutate"

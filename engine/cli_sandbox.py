@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -15,25 +14,9 @@ import typer
 
 from engine.errors import UserError
 from engine.textsafe import safe_line
-from sandbox.names import BACKEND_NAMES
 
 if TYPE_CHECKING:
     from sandbox.results import Diagnostic
-
-
-class SandboxChoice(StrEnum):
-    """`sandbox.names.BackendName` as an enum, for the commands that still declare their
-    option with one (a command can take the Literal itself: typer reads its values). Its
-    members are checked against the Literal below, so the two cannot drift apart."""
-
-    auto = "auto"
-    bwrap = "bwrap"
-    docker = "docker"
-    none = "none"
-
-
-if tuple(SandboxChoice) != BACKEND_NAMES:
-    raise AssertionError(f"SandboxChoice {tuple(SandboxChoice)} != BackendName {BACKEND_NAMES}")
 
 
 def read_policy_file(path: Path) -> str:

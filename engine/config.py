@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
+from engine.proposers.base import ProposerName
+from engine.selection import SelectionRule
+from sandbox.names import BackendName
 from sandbox.settings import EnvSettings, Limits
+
+ExecutorName = Literal["local", "ray"]
 
 BUDGET_FIELDS = ("iterations", "max_env_steps", "max_tokens", "max_cost", "max_time_seconds")
 
@@ -31,16 +36,16 @@ class RunConfig:
     max_time_seconds: float | None = None  # budget: wall time of this invocation
     regress_patience: int = 5  # roll back to the best after this many regressions in a row
     regress_ratio: float = 0.8  # a candidate regresses when below best - (1 - ratio) * |best|
-    proposer: str = "mutate"  # "mutate" | "llm"
+    proposer: ProposerName = "mutate"
     # "follow": every clean candidate becomes the head (the paper's loop: the LLM keeps working
     # on its latest idea), with rollback after `regress_patience` regressions; "greedy": the
     # head only moves to a candidate that does not regress (hill climbing, for the mutator).
     # None picks by proposer.
-    selection: str | None = None
+    selection: SelectionRule | None = None
     model: str | None = None
     base_url: str | None = None
     mutation_seed: int = 0
-    sandbox: str = "auto"
+    sandbox: BackendName = "auto"
     check: bool = True
     act_seconds: float = 1.0
     memory_mb: int = 256
@@ -55,7 +60,7 @@ class RunConfig:
     # held-out seeds before it may become the best (0: the training score decides).
     holdout_episodes: int = 3
     holdout_first_seed: int = 1000
-    executor: str = "local"  # "local": this machine's sandboxes; "ray": a Ray cluster's
+    executor: ExecutorName = "local"  # "local": this machine's sandboxes; "ray": a Ray cluster's
     ray_address: str | None = None
     llm_timeout_seconds: float = 120.0  # per request, then retried with backoff
     llm_retries: int = 4
@@ -74,7 +79,7 @@ class RunConfig:
         )
 
     @property
-    def selection_rule(self) -> str:
+    def selection_rule(self) -> SelectionRule:
         return self.selection or ("follow" if self.proposer == "llm" else "greedy")
 
     @property

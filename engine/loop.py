@@ -142,7 +142,7 @@ def _runner(config: RunConfig, injected: EpisodeRunner | None) -> Iterator[Episo
             env.repeat_action_probability,
             tuple(config.seeds),
         )
-        runner = open_runner(config.sandbox, config.limits(), prewarm=prepare)  # type: ignore[arg-type]
+        runner = open_runner(config.sandbox, config.limits(), prewarm=prepare)
     try:
         yield runner
     finally:

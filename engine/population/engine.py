@@ -66,7 +66,7 @@ class Population:
         self.proposer, self.runner, self.reporter, self.stop = proposer, runner, reporter, stop
         self.run_id = run_id
         self.policy = Policy(
-            config.selection_rule,  # type: ignore[arg-type]
+            config.selection_rule,
             config.regress_ratio,
             config.regress_patience,
             holdout=config.holdout_episodes > 0,
