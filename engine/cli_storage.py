@@ -244,17 +244,19 @@ def history_command(
     """List a run's programs in order with their scores, failed iterations and reverts.
 
     Each program with its score and the best so far; where they happened, the iterations
-    that produced no program and every revert or rollback of the head.
+    that produced no program, every revert or rollback of the head and every migration
+    between islands; ISLAND is the lineage a proposal grew in (population runs).
 
     Example: evocade history 9f8e7d6c --json
     """
     with opened_store(db) as store:
         found = store.resolve_run(run)
         entries = store.history_with_events(found.id)
+        islands = {pid: island for pid, island, _, _ in store.numbered_programs(found.id)}
         if as_json:
-            print(to_json(history_json(entries)))
+            print(to_json(history_json(entries, islands)))
         else:
-            emit(render_history(entries, found.id))
+            emit(render_history(entries, found.id, islands))
 
 
 COMMANDS: dict[str, Callable[..., None]] = {

@@ -135,7 +135,7 @@ def render_lineage(lineage: Lineage) -> str:
 
 
 HISTORY_HEADER = (
-    f"{'#':>4}  {'PROGRAM':<8}  {'PARENT':<8}  {'GEN':>4}  {'ORIGIN':<8}  "
+    f"{'#':>4}  {'PROGRAM':<8}  {'PARENT':<8}  {'GEN':>4}  {'ISLAND':>6}  {'ORIGIN':<8}  "
     f"{'STATUS':<14}  {'MEAN':>9}  {'BEST SO FAR':>11}"
 )
 
@@ -144,7 +144,7 @@ def _history_event_line(event: HistoryEvent) -> str:
     if event.kind == "no_program":
         iteration = f"iteration {event.iteration + 1}" if event.iteration is not None else "-"
         return (
-            f"{'-':>4}  {'(none)':<8}  {'':<8}  {'':>4}  {'':<8}  "
+            f"{'-':>4}  {'(none)':<8}  {'':<8}  {'':>4}  {'':>6}  {'':<8}  "
             f"{field(event.status or 'no_program'):<14}  {iteration}: {field(event.message)}"
         )
     return (
@@ -153,7 +153,11 @@ def _history_event_line(event: HistoryEvent) -> str:
     )
 
 
-def render_history(entries: Sequence[HistoryRow | HistoryEvent], run_id: str) -> str:
+def render_history(
+    entries: Sequence[HistoryRow | HistoryEvent],
+    run_id: str,
+    islands: Mapping[str, int | None] | None = None,
+) -> str:
     """Programs numbered in creation order; failed iterations without a program and head
     moves (revert, rollback) as unnumbered lines where they happened."""
     if not entries:
@@ -167,21 +171,26 @@ def render_history(entries: Sequence[HistoryRow | HistoryEvent], run_id: str) ->
         number += 1
         mean = f"{entry.mean_return:+.2f}" if entry.mean_return is not None else "-"
         best = f"{entry.best_so_far:+.2f}" if entry.best_so_far is not None else "-"
+        island = (islands or {}).get(entry.program_id)
         lines.append(
             f"{number:>4}  {field(entry.short_id):<8}  {field(short_id(entry.parent_id)):<8}  "
-            f"{entry.generation:>4}  {field(entry.origin):<8}  "
+            f"{entry.generation:>4}  {'-' if island is None else island:>6}  "
+            f"{field(entry.origin):<8}  "
             f"{field(entry.status or 'not evaluated'):<14}  {mean:>9}  {best:>11}"
         )
     return "\n".join(lines)
 
 
-def history_json(entries: Sequence[HistoryRow | HistoryEvent]) -> list[dict[str, Any]]:
-    """Each entry as a dict with `kind`: "program" for a program row, else the event's kind."""
+def history_json(
+    entries: Sequence[HistoryRow | HistoryEvent], islands: Mapping[str, int | None] | None = None
+) -> list[dict[str, Any]]:
+    """Each entry as a dict with `kind`: "program" for a program row (with its `island`),
+    else the event's kind."""
     out = []
     for entry in entries:
         data = asdict(entry)
         if isinstance(entry, HistoryRow):
-            data = {"kind": "program", **data}
+            data = {"kind": "program", **data, "island": (islands or {}).get(entry.program_id)}
         out.append(data)
     return out
 

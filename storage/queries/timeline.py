@@ -12,7 +12,7 @@ from storage.models import Event
 from storage.queries.rows import HistoryEvent, HistoryRow
 from storage.queries.scores import gc_paused, run_programs, run_scores, scored_fields
 
-HEAD_EVENT_KINDS = ("revert", "rollback")
+HEAD_EVENT_KINDS = ("revert", "rollback", "migration")
 
 
 @gc_paused
@@ -74,7 +74,12 @@ def _no_program(created_at: datetime, message: str | None, data: dict[str, Any])
 def _head_move(
     kind: str, created_at: datetime, message: str | None, data: dict[str, Any]
 ) -> HistoryEvent:
-    """A revert or rollback: the head moved from one program back to another."""
+    """A revert or rollback: the head moved from one program back to another; a migration: an
+    island's head became another island's best (`data["state"]["head_id"]`)."""
+    if kind == "migration":
+        state = data.get("state")
+        head = state.get("head_id") if isinstance(state, dict) else None
+        return HistoryEvent(kind, created_at, message or "", None, None, _str_or_none(head), None)
     return HistoryEvent(
         kind,
         created_at,

@@ -151,7 +151,7 @@ def test_cli_history_shows_failed_iterations(
 ) -> None:
     out = _ok(capsys, "history", real_run.run_id, "--db", str(real_run.db))
     body = out.splitlines()[1:]
-    statuses = [line.split()[1] if line.split()[0] == "-" else line.split()[5] for line in body]
+    statuses = [line.split()[1] if line.split()[0] == "-" else line.split()[6] for line in body]
     assert statuses[0] == "ok"  # the seed
     assert "no_program" in body[1] and "iteration 1:" in body[1]
     assert statuses[2:] == ["rejected", "error", "ok"]

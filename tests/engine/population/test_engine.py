@@ -166,8 +166,10 @@ def test_candidates_overlap_up_to_the_concurrency(tmp_path: Path) -> None:
         assert sorted(_iterations(store, box["outcome"].run_id)) == list(range(6))
 
 
-def test_islands_grow_side_by_side_and_migrate(tmp_path: Path) -> None:
-    config = _config(iterations=12, islands=2, migrate_every=4, concurrency=2)
+def test_islands_grow_side_by_side_and_migrate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _config(iterations=12, islands=2, migrate_every=4, concurrency=1)  # deterministic
     with Store.open(tmp_path / "run.db") as store:
         outcome = optimize(store, config, MutationProposer(seed=5), runner=FakeRunner())
         programs = [store.get_program(r.program_id) for r in store.history(outcome.run_id)]
@@ -177,11 +179,20 @@ def test_islands_grow_side_by_side_and_migrate(tmp_path: Path) -> None:
     iteration_islands = Counter((e.data or {})["island"] for e in events if e.kind == "iteration")
     assert iteration_islands[0] == iteration_islands[1] == 6
     migrations = [e for e in events if e.kind == "migration"]
+    assert migrations  # the islands drift apart on the fake scores: one must be worse
     for event in migrations:
         data = event.data or {}
         assert data["from"] != data["to"] and data["state"]["head_id"]
     population = [e for e in events if e.kind == "population"]
     assert len(population) == 1 and len((population[0].data or {})["islands"]) == 2
+    # `evocade history` shows the islands and the migrations.
+    from engine.cli import main
+
+    assert main(["history", outcome.run_id, "--db", str(tmp_path / "run.db"), "--json"]) == 0
+    entries = json.loads(capsys.readouterr().out)
+    shown = {e["island"] for e in entries if e["kind"] == "program" and e["origin"] != "seed"}
+    assert shown == {0, 1}
+    assert sum(e["kind"] == "migration" for e in entries) == len(migrations)
 
 
 class Scripted:
