@@ -12,10 +12,11 @@ from typing import Annotated, Any
 import typer
 
 from engine.cli_sandbox import read_policy_file
-from engine.config import RunConfig
+from engine.config import RunConfig, config_from_settings
 from engine.db_option import DEFAULT_DB, DbOption, opened_store
 from engine.errors import UserError
 from engine.proposers.base import Proposer
+from engine.textsafe import safe_line
 from sandbox.names import BackendName
 
 
@@ -30,7 +31,7 @@ def _load_config_file(path: Path | None) -> dict[str, Any]:
         raise UserError(f"no such config file: {path}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise UserError(f"{path} is not valid TOML: {error}") from None
-    return {key.replace("-", "_"): value for key, value in data.items()}
+    return data
 
 
 def _make_proposer(config: RunConfig, api_key: str | None) -> Proposer:
@@ -82,7 +83,9 @@ def run_command(
     max_tokens: Annotated[int | None, typer.Option(help="Budget: LLM tokens.")] = None,
     max_cost: Annotated[float | None, typer.Option(help="Budget: LLM cost.")] = None,
     max_time: Annotated[float | None, typer.Option(help="Budget: wall seconds.")] = None,
-    sandbox: Annotated[BackendName, typer.Option(help="Isolation backend.")] = "auto",
+    sandbox: Annotated[
+        BackendName | None, typer.Option(help="Isolation backend (default auto).")
+    ] = None,
     concurrency: Annotated[
         int | None,
         typer.Option(help="Candidates in flight at once (default: enough to fill every core)."),
@@ -123,8 +126,6 @@ def run_command(
     """
     from engine.loop import StopRequest, optimize
     from engine.progress import LineReporter, LiveReporter
-    from sandbox.games import UnknownGameError, get_game
-    from storage.errors import StorageError
     from storage.leases import LeaseHeldError
 
     settings = _load_config_file(config_file)
@@ -135,61 +136,37 @@ def run_command(
         "max_cost": max_cost,
         "max_time_seconds": max_time,
     }
+    explicit = {
+        "model": model,
+        "base_url": base_url,
+        "episodes": episodes,
+        "max_steps": max_steps,
+        "proposer": proposer,
+        "sandbox": sandbox,
+        "concurrency": concurrency,
+        "islands": islands,
+        "migrate_every": migrate_every,
+        "holdout_episodes": holdout_episodes,
+        "executor": executor,
+        "ray_address": ray_address,
+        "llm_timeout_seconds": llm_timeout,
+        "llm_retries": llm_retries,
+        "deterministic": True if deterministic else None,
+    }
+    source = None
+    if resume is None:  # checked before the database is opened: bad input creates nothing
+        config = _new_config(settings, explicit, budgets, game)
+        source = _seed_source(seed_program, config) if seed_program else None
     with opened_store(db, create=resume is None) as store:
+        run_id = None
         if resume is not None:
-            if game is not None or seed_program is not None:
-                raise UserError(
-                    "--resume continues a run as configured: drop --game and --seed-program"
-                )
-            try:
-                run = store.resolve_run(resume)
-            except StorageError as error:
-                raise UserError(str(error)) from None
-            config = RunConfig.from_json(run.config).with_budgets(**budgets)
-            run_id: str | None = run.id
-            source = None
-        else:
-            if game is None and "game" not in settings:
-                raise UserError("--game is required for a new run (or --resume RUN)")
-            try:
-                game_name = get_game(game or settings["game"]).name
-            except UnknownGameError as error:
-                raise UserError(str(error)) from None
-            values = {**settings, "game": game_name}
-            explicit = {
-                "model": model,
-                "base_url": base_url,
-                "episodes": episodes,
-                "max_steps": max_steps,
-                "proposer": proposer,
-                "concurrency": concurrency,
-                "islands": islands,
-                "migrate_every": migrate_every,
-                "holdout_episodes": holdout_episodes,
-                "executor": executor,
-                "ray_address": ray_address,
-                "llm_timeout_seconds": llm_timeout,
-                "llm_retries": llm_retries,
-                **budgets,
+            fixed: dict[str, object] = {
+                "--game": game,
+                "--seed-program": seed_program,
+                "--config": config_file,
             }
-            values.update({k: v for k, v in explicit.items() if v is not None})
-            if deterministic:
-                values["deterministic"] = True
-            values["sandbox"] = sandbox
-            values["max_time_seconds"] = values.pop("max_time", values.get("max_time_seconds"))
-            if "proposer" not in values:
-                values["proposer"] = "llm" if values.get("model") else "mutate"
-            try:
-                config = RunConfig.from_json(values)
-            except TypeError as error:
-                raise UserError(f"bad setting: {error}") from None
-            run_id = None
-            source = read_policy_file(seed_program) if seed_program else None
-        try:
-            config.validate()
-        except ValueError as error:
-            raise UserError(str(error)) from None
-
+            fixed.update({f"--{k.replace('_', '-')}": v for k, v in explicit.items()})
+            config, run_id = _resumed_config(store, resume, budgets, fixed)
         proposer_impl = _make_proposer(config, os.environ.get("OPENAI_API_KEY"))
         stop = StopRequest()
         stop.install_signal_handlers()
@@ -217,6 +194,92 @@ def run_command(
             + (f" (held-out seeds: {held:.2f})" if held is not None else "")
             + f"; {outcome.env_steps} env steps in {outcome.wall_seconds:.0f} s"
         )
+    code = _exit_code(outcome.reason)
+    if code:
+        raise typer.Exit(code)
+
+
+def _exit_code(reason: str) -> int:
+    """130 for SIGINT and 143 for SIGTERM (the shell's convention), 1 for a failed run."""
+    if reason.startswith("failed"):
+        return 1
+    if "SIGINT" in reason:
+        return 130
+    if "SIGTERM" in reason:
+        return 143
+    return 0
+
+
+def _new_config(
+    settings: dict[str, Any], explicit: dict[str, Any], budgets: dict[str, Any], game: str | None
+) -> RunConfig:
+    """The TOML file's settings, then the command line's; every key and type checked."""
+    from sandbox.games import UnknownGameError, get_game
+
+    values = {**settings, **{k: v for k, v in {**explicit, **budgets}.items() if v is not None}}
+    if game is not None:
+        values["game"] = game
+    if "game" not in values:
+        raise UserError("--game is required for a new run (or --resume RUN)")
+    try:
+        values["game"] = get_game(str(values["game"])).name
+    except UnknownGameError as error:
+        raise UserError(str(error)) from None
+    values.setdefault("proposer", "llm" if values.get("model") else "mutate")
+    try:
+        config = config_from_settings(values)
+        config.validate()
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    return config
+
+
+def _resumed_config(
+    store: Any, resume: str, budgets: dict[str, Any], fixed: dict[str, Any]
+) -> tuple[RunConfig, str]:
+    """The run's stored settings with raised budgets; anything else given is refused, and so
+    is a resume that would have nothing to do."""
+    from storage.errors import StorageError
+
+    given = [option for option, value in fixed.items() if value is not None]
+    if given:
+        raise UserError(
+            f"--resume continues a run as it was configured: drop {', '.join(given)} "
+            "(only budgets such as --iterations may change)"
+        )
+    try:
+        run = store.resolve_run(resume)
+    except StorageError as error:
+        raise UserError(str(error)) from None
+    config = RunConfig.from_json(run.config).with_budgets(**budgets)
+    try:
+        config.validate()
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    decided = sum(1 for event in store.events(run.id) if event.kind == "iteration")
+    if run.status == "finished" and decided >= config.iterations:
+        raise UserError(
+            f"run {run.id[:8]} is finished ({decided} iterations): give --iterations N with N "
+            f"above {decided} to go on"
+        )
+    return config, run.id
+
+
+def _seed_source(path: Path, config: RunConfig) -> str:
+    """The seed program's source; refused up front when the static checker rejects it (the
+    run could never build on it)."""
+    from sandbox.checker import check_source
+
+    source = read_policy_file(path)
+    if not source.strip():
+        raise UserError(f"{path} is empty: a seed program must define act(obs)")
+    if config.check:
+        report = check_source(source)
+        if not report.ok:
+            first = report.diagnostics[0] if report.diagnostics else None
+            why = f": line {first.line}: {first.rule}: {safe_line(first.message)}" if first else ""
+            raise UserError(f"the seed program {path} is rejected by the checker{why}")
+    return source
 
 
 def register(app: typer.Typer) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,6 +31,7 @@ from engine.db_option import DEFAULT_DB, DbOption, opened_store
 from engine.errors import UserError
 from engine.textsafe import safe_block
 from storage import Store, holdout_env_key, short_id
+from storage.leases import shown_status
 from storage.queries import ScoredProgram
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
@@ -147,6 +149,7 @@ def run_extras(store: Store, run_id: str) -> dict[str, Any]:
     best score on held-out seeds (None when the run never confirmed one)."""
     usage = store.run_usage(run_id)
     run = store.get_run(run_id)
+    shown = shown_status(run.status, store.lease(run_id), datetime.now(UTC), store.host)
     held = store.best_program(run_id, holdout_env_key(run.game, run.env))
     iterations = [e for e in store.events(run_id) if e.kind == "iteration"]
     wall = (iterations[-1].data or {}).get("wall_seconds") if iterations else None
@@ -157,6 +160,8 @@ def run_extras(store: Store, run_id: str) -> dict[str, Any]:
         "wall_seconds": wall,
         "best_holdout_mean": held.mean_return if held else None,
         "best_holdout_program_id": held.program_id if held else None,
+        # `running` in the database, but the process that drove it is gone (kill -9, a crash)
+        "interrupted": shown == "interrupted",
     }
 
 

@@ -77,16 +77,17 @@ def render_runs(
     if not summaries:
         return f"no runs in {field(where)}"
     lines = [
-        f"{'RUN':<8}  {'GAME':<14} {'STATUS':<9} {'PROGRAMS':>8} {'EVALS':>6} "
+        f"{'RUN':<8}  {'GAME':<14} {'STATUS':<11} {'PROGRAMS':>8} {'EVALS':>6} "
         f"{'BEST':>9} {'HELD-OUT':>9} {'ENV STEPS':>10}  {'HEAD':<8}  CREATED"
     ]
     for run in summaries:
         best = f"{run.best_mean_return:+.2f}" if run.best_mean_return is not None else "-"
         extra = extras.get(run.run_id, {})
+        status = "interrupted" if extra.get("interrupted") else run.status
         held = extra.get("best_holdout_mean")
         held_text = f"{held:+.2f}" if held is not None else "-"
         lines.append(
-            f"{field(run.short_id):<8}  {field(run.game):<14} {field(run.status):<9} "
+            f"{field(run.short_id):<8}  {field(run.game):<14} {field(status):<11} "
             f"{run.programs:>8} {run.evaluations:>6} {best:>9} {held_text:>9} "
             f"{extra.get('env_steps', 0):>10}  "
             f"{field(short_id(run.head_program_id)):<8}  {_when(run.created_at)}"

@@ -7,6 +7,10 @@ the settings it started with; only budgets may be raised on resume.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -156,5 +160,63 @@ class RunConfig:
             )
         if self.executor not in ("local", "ray"):
             raise ValueError(f"unknown executor {self.executor!r}: use local or ray")
+        if self.base_url is not None and not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(
+                f"base-url must start with http:// or https:// (got {self.base_url!r})"
+            )
         if self.proposer == "llm" and not self.model:
             raise ValueError("the llm proposer needs --model")
+
+
+SETTING_ALIASES = {"max_time": "max_time_seconds", "llm_timeout": "llm_timeout_seconds"}
+
+
+def config_from_settings(data: Mapping[str, Any]) -> RunConfig:
+    """A RunConfig from settings (a TOML file's, the command line's); a ValueError naming the
+    key for one that RunConfig does not have (with the closest name) or of the wrong type."""
+    hints = typing.get_type_hints(RunConfig)
+    values: dict[str, Any] = {}
+    for raw_key, value in data.items():
+        key = SETTING_ALIASES.get(raw_key.replace("-", "_"), raw_key.replace("-", "_"))
+        if key not in hints:
+            close = difflib.get_close_matches(key, list(hints), n=1)
+            hint = f" (did you mean {close[0].replace('_', '-')!r}?)" if close else ""
+            raise ValueError(f"unknown setting {raw_key!r}{hint}")
+        if not _fits(value, hints[key]):
+            raise ValueError(f"setting {raw_key!r} must be {_describe(hints[key])}, got {value!r}")
+        values[key] = value
+    return RunConfig(**values)
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, arg) for arg in args)
+    if origin is Literal:
+        return value in args
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if origin is dict:
+        return isinstance(value, dict) and all(_fits(v, args[1]) for v in value.values())
+    if origin is list:
+        return isinstance(value, list) and all(_fits(v, args[0]) for v in value)
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+def _describe(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(arg) for arg in args if arg is not type(None))
+    if origin is Literal:
+        return "one of " + ", ".join(repr(arg) for arg in args)
+    if origin is dict:
+        return "a table"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
+        hint, str(hint)
+    )

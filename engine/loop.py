@@ -175,6 +175,8 @@ def _finish(engine: Population, reason: str, reporter: Reporter) -> RunOutcome:
     store, run_id, config = engine.store, engine.run_id, engine.config
     if reason == "iterations":
         store.set_status(run_id, "finished", f"{config.iterations} iterations done")
+    elif reason.startswith("failed"):
+        store.set_status(run_id, "failed", reason[:500])
     else:
         store.set_status(run_id, "stopped", reason)
     best = run_best(engine.islands)

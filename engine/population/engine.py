@@ -45,6 +45,7 @@ from sandbox.results import EpisodeResult, EvaluationResult, Status
 from storage import Store
 
 SEED = -1  # the seed program's key among the candidates in flight
+UNANSWERED_LIMIT = 3  # proposals in a row whose every LLM attempt failed: the endpoint is dead
 FEEDBACK_CAP = 6000  # characters of a failure's feedback kept for the island's next prompt
 
 
@@ -90,6 +91,7 @@ class Population:
         self.stopping: str | None = None
         self.abandoned = False
         self.deferred: list[tuple[Candidate, Stage, EvaluationResult]] = []
+        self.unanswered = 0  # proposals in a row that got no answer at all
         self._recorded_calls: set[str] = set()
         self._calls_lock = threading.Lock()
 
@@ -248,6 +250,7 @@ class Population:
         if outcome.cancelled:  # shutdown: proposed again on resume, not an outcome
             del self.in_flight[number]
             return
+        self._count_unanswered(outcome)
         if outcome.source is None:
             candidate.note = outcome.note
             self._decide_failure(
@@ -271,6 +274,21 @@ class Population:
         candidate.program_id, candidate.source = program.id, outcome.source
         candidate.note = outcome.note
         self._start_stage(candidate, "smoke")
+
+    def _count_unanswered(self, outcome: Proposal) -> None:
+        """An endpoint that answers nothing (nothing listening, a wrong URL, a bad key) would
+        turn a run into hours of failed calls: after UNANSWERED_LIMIT proposals in a row whose
+        every attempt (retries included) failed, the run stops as failed."""
+        dead = outcome.source is None and bool(outcome.exchanges)
+        dead = dead and all(e.error is not None and not e.response for e in outcome.exchanges)
+        self.unanswered = self.unanswered + 1 if dead else 0
+        if self.unanswered >= UNANSWERED_LIMIT and self.stopping is None:
+            last = outcome.exchanges[-1].error or ""
+            self.stopping = (
+                f"failed: the LLM endpoint answered none of the last {self.unanswered} "
+                f"proposals (last error: {last[:200]})"
+            )
+            self._cancel_proposals()
 
     # -- evaluating --------------------------------------------------------------------------
 
