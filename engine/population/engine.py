@@ -161,13 +161,19 @@ class Population:
                     "(again to abandon them; they resume with --resume)"
                 )
         if self.stop.count >= 2 and not self.abandoned:
-            self.abandoned = True
-            self.runner.close()
+            self._abandon()
         if self.stopping is None:
             self.stopping = self._budget_reason()
             if self.stopping is not None:
                 self.store.add_event(self.run_id, "budget_hit", self.stopping)
                 self._cancel_proposals()
+                self._abandon()  # a budget stops at once: nothing more is played
+
+    def _abandon(self) -> None:
+        """Leave the candidates in flight as they are: what they committed stays, what they
+        were playing is not recorded, and `--resume` finishes them."""
+        self.abandoned = True
+        self.episodes.close()
 
     def _cancel_proposals(self) -> None:
         cancel = getattr(self.proposer, "cancel", None)
