@@ -6,11 +6,17 @@ Prints, all from this one run (these machines are shared and noisy):
     pool made for the one evaluation, its fork server or container included), per backend;
   - the policy process's own start (interpreter, imports, confinement, module load): paid by
     every episode, off the critical path once sandboxes are warm;
-  - steps/s on Pong and Space Invaders (dozens of objects per observation): in-process
-    (emulator + OCAtari + observation dicts + act() in one process, pinned to one core) against
-    the sandbox (harness and policy pinned to that core by the cgroup's cpuset), with and
-    without the RestrictedPython guards. The sandbox's figure is the harness's own episode wall
-    time (reset to last step), the in-process one the same loop timed here.
+  - the protocol alone, without an emulator: CPU of one observation out and one action back,
+    harness side and policy side (the real runner, confined, no sandbox walls);
+  - steps per CPU second on Pong and Space Invaders (dozens of objects per observation):
+    in-process (emulator + OCAtari + observation dicts + act() in one thread, pinned to one
+    core) against the sandbox (harness and policy pinned to that core by the cgroup's cpuset,
+    the CPU of both counted), with and without the RestrictedPython guards, interleaved run by
+    run. CPU time, not wall time: on a shared machine wall time measures the neighbours. The
+    sandbox is charged its step loop only ("per step": a one-step episode's CPU subtracted) and,
+    beside it, the whole episode. Medians and bests (neighbours only ever slow a run down), and
+    the floor of any design with the policy in a process of its own: in-process plus one empty
+    pipe round trip a step to an idle process on the same core.
 
     python benchmarks/bench_sandbox.py [--steps 5000] [--repeats 3] [--backends bwrap,docker]
 """
@@ -24,6 +30,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import orjson
 
 from sandbox.episodes import EpisodeRequest
 from sandbox.evaluate import evaluate, make_backend, open_runner
@@ -61,10 +69,25 @@ FIRST_ACT = (
 )
 
 
+# Answers each line with an action and does nothing else (see `in_process(echo=True)`).
+ECHO = "import os\nwhile os.read(0, 65536):\n    os.write(1, b'0\\n')\n"
+
+
+def _schedstat_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/schedstat") as schedstat:
+        return int(schedstat.read().split()[0]) / 1e9
+
+
 def in_process(
-    game: str, source: str, env_settings: EnvSettings, cpu: int
+    game: str, source: str, env_settings: EnvSettings, cpu: int, echo: bool = False
 ) -> tuple[int, float, float]:
-    """Steps, wall seconds and CPU seconds of one episode played here, pinned to `cpu`."""
+    """Steps, wall seconds and CPU seconds (this thread: the pool's threads are not counted) of
+    one episode played here, pinned to `cpu`.
+
+    `echo`: each step also makes one empty round trip through two pipes to an idle process on
+    the same core, and that process's CPU is counted: the least that any design with the
+    policy in a process of its own pays per step (two context switches, and the emulator's
+    caches cooling while the other process runs)."""
     namespace: dict = {}
     exec(compile(source, "<policy>", "exec"), namespace)
     act = namespace["act"]
@@ -74,22 +97,38 @@ def in_process(
     lists = frozenset(info.list_categories)
     before = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {cpu})
+    peer = None
+    if echo:
+        peer = subprocess.Popen(
+            [sys.executable, "-S", "-c", ECHO], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        os.sched_setaffinity(peer.pid, {cpu})
     try:
         env.reset(seed=0)
         lives = ale.lives() if info.has_lives else None
         obs = build_observation(env.objects, lists, lives, at_reset=True)
-        steps, started, cpu_started = 0, time.perf_counter(), time.process_time()
+        peer_started = _schedstat_seconds(peer.pid) if peer else 0.0
+        steps, started, cpu_started = 0, time.perf_counter(), time.thread_time()
         while steps < env_settings.max_steps:
             _, _, terminated, truncated, _ = env.step(act(obs))
             steps += 1
             lives = ale.lives() if info.has_lives else None
             obs = build_observation(env.objects, lists, lives)
+            if peer:
+                os.write(peer.stdin.fileno(), b"{}\n")  # type: ignore[union-attr]
+                os.read(peer.stdout.fileno(), 64)  # type: ignore[union-attr]
             if terminated or truncated:
                 break
-        return steps, time.perf_counter() - started, time.process_time() - cpu_started
+        cpu_seconds = time.thread_time() - cpu_started
+        if peer:
+            cpu_seconds += _schedstat_seconds(peer.pid) - peer_started
+        return steps, time.perf_counter() - started, cpu_seconds
     finally:
         os.sched_setaffinity(0, before)
         env.close()
+        if peer:
+            peer.kill()
+            peer.communicate()
 
 
 def first_act_seconds(backend: str, pool) -> float:
@@ -155,39 +194,114 @@ def startup_rows(backends: list[BackendName], repeats: int) -> None:
     )
 
 
+def sandbox_episode(pool, game: str, source: str, env: EnvSettings, restricted: bool):
+    """One sandboxed episode: (steps, wall seconds, CPU seconds of harness + policy)."""
+    time.sleep(0.5)  # the replacement sandbox warms meanwhile, not during the episode
+    episode = pool.run(EpisodeRequest(source, game, 0, env, Limits(), restricted))
+    assert episode.status == "ok", episode.error
+    cpu = episode.harness_cpu_seconds + episode.policy_cpu_seconds
+    return episode.length, episode.wall_seconds, cpu
+
+
 def throughput_rows(backend: BackendName, steps: int, repeats: int) -> None:
+    """Steps per CPU second, sandbox against in-process, interleaved run by run.
+
+    "per step" charges the sandbox its step loop only: the CPU of a one-step episode (the
+    policy interpreter's start, its confinement, the module load, the reset) is subtracted
+    from a full one, because a warm sandbox pays those before the evaluation asks for it.
+    "whole episode" charges everything, the policy process's start included.
+    """
     cpu = sorted(os.sched_getaffinity(0))[0]
     env = EnvSettings.deterministic(max_steps=steps)
+    one_step = EnvSettings.deterministic(max_steps=1)
+    labels = ("sandbox", "sandbox+guards")
     with open_runner(make_backend(backend, Limits()), slots=1) as pool:
         for game, source in POLICIES.items():
-            labels = ("in-process", "sandbox", "sandbox+guards")
-            rows: dict[str, list[float]] = {label: [] for label in labels}
-            per_cpu: dict[str, list[float]] = {label: [] for label in labels}
+            base: list[float] = []
+            floor: list[float] = []
+            per_step: dict[str, list[float]] = {label: [] for label in labels}
+            whole: dict[str, list[float]] = {label: [] for label in labels}
             lengths = set()
-            for _ in range(repeats):
-                played, seconds, cpu_seconds = in_process(game, source, env, cpu)
+            for run in range(repeats):
+                played, _, cpu_seconds = in_process(game, source, env, cpu)
                 lengths.add(played)
-                rows["in-process"].append(played / seconds)
-                per_cpu["in-process"].append(played / cpu_seconds)
-                for label, restricted in (("sandbox", False), ("sandbox+guards", True)):
-                    request = EpisodeRequest(source, game, 0, env, Limits(), restricted)
-                    episode = pool.run(request)
-                    assert episode.status == "ok", episode.error
-                    lengths.add(episode.length)
-                    rows[label].append(episode.length / episode.wall_seconds)
-                    both = episode.harness_cpu_seconds + episode.policy_cpu_seconds
-                    per_cpu[label].append(episode.length / both)
+                base.append(played / cpu_seconds)
+                played, _, cpu_seconds = in_process(game, source, env, cpu, echo=True)
+                lengths.add(played)
+                floor.append(played / cpu_seconds)
+                variants = list(zip(labels, (False, True), strict=True))
+                for label, restricted in variants if run % 2 == 0 else variants[::-1]:
+                    length, _, full = sandbox_episode(pool, game, source, env, restricted)
+                    _, _, fixed = sandbox_episode(pool, game, source, one_step, restricted)
+                    lengths.add(length)
+                    per_step[label].append((length - 1) / max(full - fixed, 1e-9))
+                    whole[label].append(length / full)
             assert len(lengths) == 1, f"{game}: runs played different step counts {lengths}"
-            base = statistics.median(rows["in-process"])
-            base_cpu = statistics.median(per_cpu["in-process"])
-            print(f"{game}, deterministic, {lengths.pop()} steps, {backend}, median of {repeats}")
-            for label in labels:
-                value = statistics.median(rows[label])
-                cpu_value = statistics.median(per_cpu[label])
-                print(
-                    f"  {label:<16} {value:8.0f} steps/s {value / base:7.1%} of in-process   "
-                    f"| {cpu_value:8.0f} steps per CPU second {cpu_value / base_cpu:7.1%}"
+            print(
+                f"{game}, deterministic, {lengths.pop()} steps, {backend}, {repeats} runs each, "
+                "steps per CPU second (harness + policy): median (ratio) | best (ratio)"
+            )
+            rows = {"in-process": base, "+ empty trip": floor, **per_step}
+            for label, values in rows.items():
+                median, best = statistics.median(values), max(values)
+                line = (
+                    f"  {label:<16} {median:6.0f} ({median / statistics.median(base):6.1%}) | "
+                    f"{best:6.0f} ({best / max(base):6.1%})"
                 )
+                if label in whole:
+                    value = statistics.median(whole[label])
+                    line += f"   whole episode {value:5.0f} ({value / statistics.median(base):.1%})"
+                print(line)
+            print(
+                "  (+ empty trip: in-process with one empty pipe round trip a step to an idle "
+                "process on the same core, the floor of any two-process design)"
+            )
+
+
+def round_trip_rows(steps: int, repeats: int) -> None:
+    """The protocol alone: one game's observation to the real policy runner (confined by its
+    rlimits and seccomp filter, no sandbox walls) and an action back, without an emulator.
+    CPU microseconds a step, harness side and policy side."""
+    import site
+
+    from sandbox.runtime.policy_process import PolicyProcess, parse_reply, policy_argv
+
+    cpu = sorted(os.sched_getaffinity(0))[0]
+    print(f"round trip alone (encode, pipe, decode, act() returning 1), median of {repeats}")
+    for game in POLICIES:
+        info = get_game(game)
+        env = make_env(game, 4, 0.0)
+        env.reset(seed=0)
+        for _ in range(100):  # into the game: Space Invaders' aliens are all on screen
+            env.step(1)
+        obs = build_observation(env.objects, frozenset(info.list_categories), 3)
+        env.close()
+        argv = policy_argv(sys.executable, str(ROOT), site.getsitepackages())
+        before = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {cpu})  # the runner inherits it: one core, as in a sandbox
+        policy = PolicyProcess.spawn(argv, {"PYTHONHASHSEED": "0"}, None)
+        try:
+            setup = {"source": "def act(obs):\n    return 1\n", "restricted": False, "seed": 0}
+            setup |= {"n_actions": 6, "memory_mb": 512, "cpu_seconds": 600, "output_bytes": 4096}
+            policy.send(setup, 60)
+            assert parse_reply(policy.reader.read_line(60) or b"") == {"ready": True}
+            harness_us, policy_us = [], []
+            for _ in range(repeats):
+                policy_started, started = policy.cpu_seconds(), time.thread_time()
+                for _ in range(steps):
+                    policy.send(obs, 10)
+                    assert parse_reply(policy.reader.read_line(10) or b"") == 1
+                harness_us.append((time.thread_time() - started) / steps * 1e6)
+                policy_us.append((policy.cpu_seconds() - policy_started) / steps * 1e6)
+        finally:
+            policy.stop()
+            policy.exited_within(5)
+            os.sched_setaffinity(0, before)
+        harness_median, policy_median = statistics.median(harness_us), statistics.median(policy_us)
+        print(
+            f"  {game:<14} {len(orjson.dumps(obs)):5d} bytes   harness {harness_median:5.1f} us"
+            f" + policy {policy_median:5.1f} us = {harness_median + policy_median:5.1f} us a step"
+        )
 
 
 def main() -> None:
@@ -203,6 +317,7 @@ def main() -> None:
         backends.append(name)
     print(time.strftime("%Y-%m-%d %H:%M"), f"load average {os.getloadavg()[0]:.2f}")
     startup_rows(backends, args.repeats)
+    round_trip_rows(args.steps, args.repeats)
     for backend in backends:
         throughput_rows(backend, args.steps, args.repeats)
 

@@ -21,7 +21,13 @@ from typing import Self
 
 from pydantic import ValidationError
 
-from sandbox.backends.base import Backend, Prepare, WarmSandbox, WorkerOutcome
+from sandbox.backends.base import (
+    Backend,
+    Prepare,
+    SandboxUnavailable,
+    WarmSandbox,
+    WorkerOutcome,
+)
 from sandbox.episodes import EpisodeRequest, RunnerClosed, usable_cpus
 from sandbox.results import EpisodeResult, Status
 from sandbox.runtime.protocol import EpisodeLimits, EpisodeSpec
@@ -104,7 +110,12 @@ class WarmPool:
             self._warm_next(index, prepare)
             spec = episode_spec(request)
             wall = request.limits.episode_wall_seconds + STARTUP_ALLOWANCE_SECONDS
-            outcome = sandbox.run(spec.to_json(), wall)
+            try:
+                outcome = sandbox.run(spec.to_json(), wall)
+            except (OSError, SandboxUnavailable):
+                if self._closed:  # close() destroyed the sandbox under this episode
+                    raise RunnerClosed("the sandbox pool was closed during the episode") from None
+                raise
             if self._closed:
                 raise RunnerClosed("the sandbox pool was closed during the episode")
             return episode_from_outcome(outcome, request.seed, request.limits)

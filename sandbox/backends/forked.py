@@ -120,6 +120,7 @@ class ForkedSandbox:
         self.stub, self.cgroup, self.lease = stub, cgroup, lease
         self._used = False
         self._destroyed = False
+        self._running = False  # a run() is reading the pipes: destroy() must not close them
         self._lock = threading.Lock()
         request_read, self._request_write = os.pipe()
         self._results_read, results_write = os.pipe()
@@ -158,15 +159,17 @@ class ForkedSandbox:
         with self._lock:
             if self._used:
                 raise SandboxUsed("this sandbox has served its request")
-            self._used = True
-        deadline = time.monotonic() + wall_seconds
-        data = spec_json.encode()
-        with contextlib.suppress(OSError):  # a harness that is gone: its exit says why
-            while data:
-                data = data[os.write(self._request_write, data) :]
-        close_quietly(self._request_write)
-        self._request_write = -1
-        finished = self.results.read_until(False, deadline)
+            if self._destroyed:
+                raise SandboxUnavailable("this sandbox was destroyed")
+            self._used = self._running = True
+        try:
+            finished = self._send_and_read(spec_json, time.monotonic() + wall_seconds)
+        finally:
+            with self._lock:
+                self._running = False
+                destroyed = self._destroyed
+            if destroyed:  # destroy() came meanwhile and left the pipes to us
+                self._close_pipes()
         usage = self.cgroup.usage() if self.cgroup is not None else None
         return WorkerOutcome(
             stdout=self.results.episode or b"",
@@ -178,16 +181,35 @@ class ForkedSandbox:
             peak_memory_mb=usage.peak_memory_mb if usage else None,
         )
 
+    def _send_and_read(self, spec_json: str, deadline: float) -> bool:
+        data = spec_json.encode()
+        with contextlib.suppress(OSError):  # a harness that is gone: its exit says why
+            while data:
+                data = data[os.write(self._request_write, data) :]
+        close_quietly(self._request_write)
+        self._request_write = -1
+        return self.results.read_until(False, deadline)
+
+    def _close_pipes(self) -> None:
+        close_quietly(self._request_write, self._results_read, self._stderr_read)
+        self._request_write = self._results_read = self._stderr_read = -1
+
     def destroy(self) -> None:
+        """Kill everything in the sandbox. The pipes are closed here unless a run() is reading
+        them (the pool closing mid-episode): closing an fd under another thread's poll() is
+        EBADF at best, and at worst its number is reused by the next open(). That run() then
+        sees the end of the stream, since every writer is dead, and closes them itself."""
         with self._lock:
             if self._destroyed:
                 return
             self._destroyed = True
+            running = self._running
         if self.stub is not None:
             self.stub.destroy()
         if self.cgroup is not None:
             self.cgroup.remove()  # kills whatever is left: harness, policy, supervisor
-        close_quietly(self._request_write, self._results_read, self._stderr_read)
+        if not running:
+            self._close_pipes()
         if self.lease is not None:
             self.lease.release()
 

@@ -10,38 +10,40 @@ uids differ): a policy that misbehaves is left alone, and the sandbox's teardown
 
 Two ways in: `serve()` from the fork server (bwrap: the harness is forked, pre-imported, into a
 fresh sandbox), and `main()`, a process of its own (docker, `--sandbox none`).
+
+Talking to the policy process is sandbox/runtime/policy_process.py; what is kept for the trace,
+sandbox/runtime/trace.py. This module is the episode: reset, then obs -> action -> step.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import select
-import signal
-import subprocess
 import sys
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-import orjson
-
-from sandbox.games import ACTION_ALPHABET, Game, get_game
+from sandbox.games import Game, get_game
 from sandbox.runtime.emulator import ResetSnapshot, ale_of, make_env, reset, take_snapshot
 from sandbox.runtime.observation import build_observation
+from sandbox.runtime.policy_process import PolicyProcess, parse_reply, policy_argv
 from sandbox.runtime.protocol import EpisodeSpec, Status
+from sandbox.runtime.trace import TraceRecorder
+
+__all__ = [
+    "PolicyProcess",
+    "PreparedEnvs",
+    "make_undumpable",
+    "policy_argv",
+    "prepare_env",
+    "serve",
+]
 
 STARTUP_SECONDS = 15.0  # the policy's interpreter start, imports and module body
 END_SECONDS = 2.0
-EXIT_GRACE_SECONDS = 1.0  # for a policy process that closed its pipe to finish exiting
 MAX_REQUEST_BYTES = 1 << 22
-REPLY_OVERHEAD_BYTES = 64 << 10  # room for a traceback beside the captured output
 _PR_SET_DUMPABLE = 4
-# The observation crosses to the policy once per step: orjson encodes an object-heavy one
-# (Space Invaders: ~40 objects) ~20x faster than the standard library (benchmarks/).
-_OBS_OPTIONS = orjson.OPT_APPEND_NEWLINE
 
 
 @dataclass
@@ -53,240 +55,6 @@ class PreparedEmulator:
 
 
 PreparedEnvs = dict[tuple[str, int, float], PreparedEmulator]
-
-
-class ReplyReader:
-    """Reads newline-framed replies from the policy with a deadline and a size cap."""
-
-    def __init__(self, fd: int, cap_bytes: int) -> None:
-        self.fd = fd
-        self.cap_bytes = cap_bytes
-        self.buffer = b""
-        self.overflowed = False
-        self.poller = select.poll()
-        self.poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
-
-    def read_line(self, timeout_seconds: float) -> bytes | None:
-        """A line without its newline; None on timeout; b"" when the policy process is gone or
-        sent more than `cap_bytes` without a newline (then `overflowed` is set)."""
-        deadline = time.monotonic() + timeout_seconds
-        while True:
-            newline = self.buffer.find(b"\n")
-            if newline >= 0:
-                line, self.buffer = self.buffer[:newline], self.buffer[newline + 1 :]
-                return line or b" "
-            if len(self.buffer) > self.cap_bytes:
-                self.overflowed = True
-                return b""
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not self.poller.poll(remaining * 1000):
-                return None
-            chunk = os.read(self.fd, 1 << 16)
-            if not chunk:
-                return b""
-            self.buffer += chunk
-
-
-@dataclass
-class TraceRecorder:
-    """Every action and event; full observations only around events (see results.Trace)."""
-
-    window_steps: int
-    max_snapshots: int
-    actions: list[str] = field(default_factory=list)
-    rewards: list[tuple[int, float]] = field(default_factory=list)
-    life_losses: list[int] = field(default_factory=list)
-    snapshots: dict[int, dict[str, Any]] = field(default_factory=dict)
-    truncated: bool = False
-
-    def __post_init__(self) -> None:
-        self.recent: deque[tuple[int, dict[str, Any], int, float]] = deque(maxlen=self.window_steps)
-
-    def record(self, step: int, obs: dict[str, Any], action: int, reward: float, event: bool):
-        self.actions.append(ACTION_ALPHABET[action])
-        self.recent.append((step, obs, action, reward))
-        if reward:
-            self.rewards.append((step, reward))
-        if event:
-            self.flush()
-
-    def life_lost(self, step: int) -> None:
-        self.life_losses.append(step)
-
-    def flush(self, final_obs: dict[str, Any] | None = None, final_step: int = 0) -> None:
-        """Keep the recent window; the episode's last window and final observation always fit,
-        because events may only use the room left after reserving space for them."""
-        final = final_obs is not None
-        room = self.max_snapshots if final else self.max_snapshots - self.window_steps - 1
-        for step, obs, action, reward in self.recent:
-            if step in self.snapshots:
-                continue
-            if len(self.snapshots) >= room:
-                self.truncated = True
-                break
-            self.snapshots[step] = {"step": step, "obs": obs, "action": action, "reward": reward}
-        self.recent.clear()
-        if final and final_step not in self.snapshots and len(self.snapshots) < room:
-            self.snapshots[final_step] = {
-                "step": final_step,
-                "obs": final_obs,
-                "action": None,
-                "reward": 0.0,
-            }
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "actions": "".join(self.actions),
-            "rewards": self.rewards,
-            "life_losses": self.life_losses,
-            "snapshots": [self.snapshots[step] for step in sorted(self.snapshots)],
-            "truncated": self.truncated,
-        }
-
-
-class PolicyProcess:
-    """The confined interpreter that runs one episode's policy (sandbox/runtime/policy_runner.py).
-
-    Started before the episode is known, so its interpreter start-up is off the critical path;
-    it waits for its setup message. Never reused: one process, one program, one episode.
-    """
-
-    def __init__(self, pid: int, request_fd: int, reply_fd: int) -> None:
-        self.pid = pid
-        self._request_fd = request_fd
-        os.set_blocking(request_fd, False)
-        self._writable = select.poll()
-        self._writable.register(request_fd, select.POLLOUT)
-        self.reader = ReplyReader(reply_fd, REPLY_OVERHEAD_BYTES)
-        self.rusage: Any = None
-        self.exit_status: int | None = None
-
-    @classmethod
-    def spawn(cls, argv: list[str], env: dict[str, str], user: int | None) -> PolicyProcess:
-        """Start the runner as a child (docker, `--sandbox none`): argv gets the two pipe ends."""
-        request_read, request_write = os.pipe()
-        reply_read, reply_write = os.pipe()
-        process = subprocess.Popen(
-            [*argv, str(request_read), str(reply_write)],
-            pass_fds=(request_read, reply_write),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            env=env,
-            cwd="/",
-            start_new_session=True,
-            user=user,
-            group=user,
-            extra_groups=[] if user is not None else None,
-        )
-        os.close(request_read)
-        os.close(reply_write)
-        return cls(process.pid, request_write, reply_read)
-
-    def set_output_cap(self, output_bytes: int) -> None:
-        """What the policy may send in one message: its captured prints (JSON-escaped, up to 6
-        bytes a character) plus a traceback. Counted here, not in the untrusted process."""
-        self.reader.cap_bytes = 6 * output_bytes + REPLY_OVERHEAD_BYTES
-
-    def send(self, message: Any, timeout_seconds: float) -> bool | None:
-        """Write one message: True when written, False when the policy process has closed its
-        end, None when it left the pipe full for `timeout_seconds` (it stopped reading, say
-        after queueing replies ahead and going to sleep): a blocking write would hang here."""
-        data = orjson.dumps(message, option=_OBS_OPTIONS)
-        deadline = time.monotonic() + timeout_seconds
-        try:
-            while data:
-                try:  # the pipe almost always has room: write first, poll only when full
-                    data = data[os.write(self._request_fd, data) :]
-                    continue
-                except BlockingIOError:
-                    pass
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not self._writable.poll(remaining * 1000):
-                    return None
-        except OSError:  # BrokenPipeError, or the fd is gone
-            return False
-        return True
-
-    def stop(self) -> None:
-        """Stop talking to it, and kill it if we may (same uid: `--sandbox none`); otherwise
-        the sandbox's teardown does."""
-        if self.exit_status is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(self.pid, signal.SIGKILL)
-        for fd in (self._request_fd, self.reader.fd):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-    def exited_within(self, seconds: float) -> bool:
-        """Reap the process if it exits within `seconds` (it is not signalled here)."""
-        deadline = time.monotonic() + seconds
-        while self.exit_status is None:
-            pid, status, rusage = os.wait4(self.pid, os.WNOHANG)
-            if pid:
-                self.exit_status = os.waitstatus_to_exitcode(status)
-                self.rusage = rusage
-                break
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.01)
-        return True
-
-    def cpu_seconds(self) -> float:
-        """CPU time of the policy process: from its rusage once reaped, else from /proc."""
-        if self.rusage is not None:
-            return float(self.rusage.ru_utime + self.rusage.ru_stime)
-        try:
-            with open(f"/proc/{self.pid}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, IndexError, ValueError):
-            return 0.0
-
-    def peak_memory_mb(self) -> float:
-        """Peak resident memory of the policy interpreter (VmHWM; read before it is reaped)."""
-        try:
-            with open(f"/proc/{self.pid}/status") as status:
-                for line in status:
-                    if line.startswith("VmHWM:"):
-                        return round(int(line.split()[1]) / 1024, 2)
-        except OSError:
-            pass
-        return 0.0
-
-    def death_reason(self, cpu_seconds: int) -> tuple[Status, str]:
-        """Why the process stopped talking: (status, message).
-
-        Usually it died. One that closed its end of a pipe, or flooded it without a newline,
-        but goes on running broke the protocol: it is never waited for (waiting would hang the
-        harness); the sandbox's teardown kills it.
-        """
-        if self.reader.overflowed or not self.exited_within(EXIT_GRACE_SECONDS):
-            what = (
-                f"sent a message of more than {self.reader.cap_bytes} bytes"
-                if self.reader.overflowed
-                else "closed its pipe to the harness but kept running"
-            )
-            return Status.CRASHED, f"the policy process {what} and was stopped"
-        code = self.exit_status or 0
-        if code in (-signal.SIGXCPU, -signal.SIGKILL) and self.cpu_seconds() >= cpu_seconds - 0.5:
-            return Status.TIMEOUT, f"the policy used its {cpu_seconds} s of CPU time"
-        if code < 0:
-            return Status.CRASHED, f"the policy process was killed by {signal.Signals(-code).name}"
-        return Status.CRASHED, f"the policy process exited with code {code}"
-
-
-def _parse_reply(line: bytes) -> int | dict[str, Any]:
-    """An action index or a message dict; anything else is a protocol violation. The bytes are
-    untrusted: a policy can write whatever it likes to its end of the pipe."""
-    if line.isdigit() and len(line) < 10:
-        return int(line)
-    try:
-        message = json.loads(line)
-    except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested a million deep
-        return {"protocol": "the policy process sent an unreadable reply"}
-    if type(message) is dict or type(message) is int:  # not bool, not a float
-        return message
-    return {"protocol": "the policy process sent a reply that is neither an action nor a message"}
 
 
 @dataclass
@@ -310,6 +78,23 @@ class Episode:
         self.wall_deadline = self.started + limits.episode_wall_seconds
         self.recorder = TraceRecorder(limits.trace_window_steps, limits.trace_snapshots)
         self.ale = ale_of(self.env)
+        self.list_categories = frozenset(self.game.list_categories)
+        self.lives: int | None = None  # read once the emulator is reset
+
+    def observe(self, at_reset: bool = False) -> dict[str, Any]:
+        """The policy's obs of the emulator as it is now (DESIGN.md §2)."""
+        return build_observation(self.env.objects, self.list_categories, self.lives, at_reset)
+
+    def count_lives(self) -> bool:
+        """Read the lives counter after a step; True when one was lost."""
+        if self.lives is None:
+            return False
+        now = self.ale.lives()
+        lost = now < self.lives
+        if lost:
+            self.recorder.life_lost(self.step)
+        self.lives = now
+        return lost
 
     def fail(self, status: Status, error: str | None, output: str = "") -> None:
         self.status, self.error, self.output = status, error, output
@@ -363,7 +148,7 @@ def _start_policy(episode: Episode) -> None:
     elif reply == b"":
         episode.policy_died()
     else:
-        message = _parse_reply(reply)
+        message = parse_reply(reply)
         if not (isinstance(message, dict) and message.get("ready")):
             episode.fail_from_reply(message)
 
@@ -389,7 +174,7 @@ def _ask_action(episode: Episode, obs: dict[str, Any]) -> int | None:
     if reply == b"":
         episode.policy_died()
         return None
-    action = _parse_reply(reply)
+    action = parse_reply(reply)
     if isinstance(action, int) and not 0 <= action < len(episode.game.actions):
         action = {"invalid": str(action)}  # the runner checks this too, but it is untrusted
     if not isinstance(action, int):
@@ -398,29 +183,26 @@ def _ask_action(episode: Episode, obs: dict[str, Any]) -> int | None:
     return action
 
 
+def _step(episode: Episode, obs: dict[str, Any], action: int) -> tuple[dict[str, Any], bool]:
+    """One emulator step with the policy's action: count the reward (the harness is the only
+    score keeper), record the step, observe the next state. Returns (obs, episode over)."""
+    _, reward, terminated, truncated, _info = episode.env.step(action)
+    episode.episode_return += reward
+    life_lost = episode.count_lives()
+    episode.recorder.record(episode.step, obs, action, float(reward), bool(reward) or life_lost)
+    episode.step += 1
+    return episode.observe(), bool(terminated or truncated)
+
+
 def _play_steps(episode: Episode, obs: dict[str, Any]) -> dict[str, Any]:
     """The step loop; returns the last observation (for the trace)."""
-    env, ale, recorder = episode.env, episode.ale, episode.recorder
-    list_categories = frozenset(episode.game.list_categories)
-    lives = ale.lives() if episode.game.has_lives else None
     max_steps = episode.spec.max_steps
     while episode.step < max_steps:
         action = _ask_action(episode, obs)
         if action is None:
             return obs
-        _, reward, terminated, truncated, _ = env.step(action)
-        episode.episode_return += reward
-        life_lost = False
-        if lives is not None:
-            now = ale.lives()
-            if now < lives:
-                life_lost = True
-                recorder.life_lost(episode.step)
-            lives = now
-        recorder.record(episode.step, obs, action, float(reward), bool(reward) or life_lost)
-        episode.step += 1
-        obs = build_observation(env.objects, list_categories, lives)
-        if terminated or truncated:
+        obs, over = _step(episode, obs, action)
+        if over:
             return obs
         if time.monotonic() >= episode.wall_deadline:
             limit = episode.spec.limits.episode_wall_seconds
@@ -435,7 +217,7 @@ def _collect_output(episode: Episode) -> None:
     teardown ends it."""
     if episode.status == Status.OK and episode.policy.send({"end": True}, END_SECONDS):
         reply = episode.policy.reader.read_line(END_SECONDS)
-        message = _parse_reply(reply) if reply else None
+        message = parse_reply(reply) if reply else None
         if isinstance(message, dict):
             episode.output = str(message.get("output", ""))
 
@@ -444,13 +226,11 @@ def play_episode(
     emulator: PreparedEmulator, spec: EpisodeSpec, policy: PolicyProcess
 ) -> dict[str, Any]:
     """Play one episode of `spec` with the waiting `policy`; the result as JSON data."""
-    game = get_game(spec.game)
-    env = emulator.env
     harness_cpu = time.process_time()
-    episode = Episode(spec, game, env, policy)
-    reset(env, spec.seed, emulator.snapshots)
-    lives = episode.ale.lives() if game.has_lives else None
-    obs = build_observation(env.objects, frozenset(game.list_categories), lives, at_reset=True)
+    episode = Episode(spec, get_game(spec.game), emulator.env, policy)
+    reset(emulator.env, spec.seed, emulator.snapshots)
+    episode.lives = episode.ale.lives() if episode.game.has_lives else None
+    obs = episode.observe(at_reset=True)
     _start_policy(episode)
     if episode.status == Status.OK:
         obs = _play_steps(episode, obs)
@@ -526,18 +306,6 @@ def serve(request: BinaryIO, results: BinaryIO, policy: PolicyProcess, prepared:
     episode = play_episode(emulator, spec, policy)
     results.write(json.dumps({"episode": episode}, separators=(",", ":")).encode() + b"\n")
     results.flush()
-
-
-def policy_argv(python: str, package_root: str, site_dirs: list[str]) -> list[str]:
-    """The policy interpreter's command line: no site, no user site, no environment-derived
-    path (the environment is cleared to PYTHONHASHSEED alone, which -I would ignore too, and
-    the episode must replay the same for the same seed); the runner's path set explicitly."""
-    path = [package_root, *site_dirs]
-    boot = (
-        f"import sys; sys.path[:0] = {path!r}; "
-        "from sandbox.runtime.policy_runner import main; main()"
-    )
-    return [python, "-s", "-S", "-P", "-c", boot]
 
 
 def main() -> None:

@@ -90,12 +90,22 @@ class Channel:
     def __init__(self, request_fd: int, reply_fd: int) -> None:
         self._requests = os.fdopen(request_fd, "rb", buffering=1 << 16)
         self._reply_fd = reply_fd
+        self._actions: tuple[bytes, ...] = ()
 
     def receive(self) -> Any:
         line = self._requests.readline()
         if not line:
             raise EOFError
         return orjson.loads(line)
+
+    def set_actions(self, n_actions: int) -> None:
+        """Encode each action's reply once: the hot path then only writes bytes."""
+        self._actions = tuple(b"%d\n" % index for index in range(n_actions))
+
+    def send_action(self, index: int) -> None:
+        """One valid action index (the caller checked it), in one write: a pipe write of
+        fewer than PIPE_BUF bytes is never split."""
+        os.write(self._reply_fd, self._actions[index])
 
     def send(self, message: dict[str, Any] | int) -> None:
         payload = (str(message) if isinstance(message, int) else json.dumps(message)) + "\n"
@@ -136,19 +146,24 @@ def _classify(value: Any, n_actions: int) -> dict[str, Any] | int:
 
 def serve(channel: Channel, act: Any, n_actions: int, output: CappedText) -> None:
     """Answer observations until the harness says the episode is over."""
+    channel.set_actions(n_actions)
+    receive, send_action = channel.receive, channel.send_action
     while True:
-        message = channel.receive()
-        if type(message) is dict and message.get("end"):
+        obs = receive()
+        if "end" in obs:  # never a category name: the harness's last message
             channel.send({"end": True, "output": output.getvalue()})
             return
         try:
-            action = act(message)
+            action = act(obs)
         except MemoryError:
             channel.send({"memory": "MemoryError in act()", "output": output.getvalue()})
             return
         except BaseException as error:  # the policy's bug, SystemExit included
             channel.send({"error": _policy_traceback(error), "output": output.getvalue()})
             return
+        if type(action) is int and 0 <= action < n_actions:  # the hot path: a plain int
+            send_action(action)
+            continue
         reply = _classify(action, n_actions)
         channel.send(reply)
         if not isinstance(reply, int):
