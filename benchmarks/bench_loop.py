@@ -52,7 +52,8 @@ with Store.open(db) as store:
     outcome = optimize(store, config, MutationProposer(seed=1))
     steps = sum(e.total_steps for e in store.run_evaluations(outcome.run_id))
 print(json.dumps({"steps": steps, "wall": time.monotonic() - started,
-                  "iterations": outcome.iterations}))
+                  "iterations": outcome.iterations,
+                  "busy": getattr(outcome, "slot_busy", None)}))
 """
 
 
@@ -138,10 +139,11 @@ def baseline_tree(commit: str) -> tempfile.TemporaryDirectory[str]:
 def report(label: str, result: dict, reference: float, cores: int) -> None:
     rate = result["steps"] / result["wall"]
     per_hour = result["iterations"] / result["wall"] * 3600
+    busy = result.get("busy")
     print(
         f"  {label:<34} {result['steps']:>8} steps in {result['wall']:6.1f} s = "
         f"{rate:7.0f} steps/s  utilization {rate / (cores * reference):.2f}  "
-        f"{per_hour:6.0f} iterations/h",
+        f"{per_hour:6.0f} iterations/h" + (f"  slots busy {busy:.0%}" if busy is not None else ""),
         flush=True,
     )
 

@@ -100,8 +100,9 @@ class RunConfig:
 
         A mutation costs nothing to propose, so one spare candidate covers the moment between
         one candidate's last episode and the next one's first. An LLM call takes seconds to a
-        minute while an evaluation takes seconds, so the LLM proposer keeps two per slot in
-        flight (a 429 then slows them all: they share one backoff gate).
+        minute, so the LLM proposer starts with two per slot and then follows the measured
+        call latency and evaluation cost, up to 8 per slot (the engine's `candidates_to_keep`;
+        a 429 slows every call in flight: they share one backoff gate).
         """
         if self.concurrency is not None:
             return self.concurrency

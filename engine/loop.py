@@ -194,6 +194,7 @@ def _finish(engine: Population, reason: str, reporter: Reporter) -> RunOutcome:
         best.holdout_mean if best else None,
         engine.state.env_steps,
         round(engine.wall_seconds(), 3),
+        round(engine.episodes.busy_fraction(), 3),
     )
 
 

@@ -19,13 +19,15 @@ from typing import Any
 
 from engine.config import RunConfig
 from engine.feedback import compose_feedback
-from engine.population.candidate import Candidate, Stage, stage_setting
+from engine.population.budgets import budget_reason
+from engine.population.candidate import Candidate, Stage
 from engine.population.context import proposal_context
+from engine.population.ledger import CallLedger
 from engine.population.progress import IterationReport, LoopState, Reporter, StopRequest
 from engine.population.resume import RunPosition
-from engine.population.scheduler import EpisodeQueue
-from engine.proposers.base import LlmExchange, Proposal, Proposer
-from engine.records import stored_result
+from engine.population.scheduler import EpisodeQueue, candidates_to_keep
+from engine.population.stages import StagePlayer
+from engine.proposers.base import Proposal, Proposer
 from engine.selection import (
     Champion,
     IslandState,
@@ -39,13 +41,11 @@ from engine.selection import (
     run_best,
 )
 from sandbox.episodes import EpisodeRunner, RunnerClosed
-from sandbox.evaluate import plan_evaluation
 from sandbox.games import Game
 from sandbox.results import EpisodeResult, EvaluationResult, Status
 from storage import Store
 
 SEED = -1  # the seed program's key among the candidates in flight
-UNANSWERED_LIMIT = 3  # proposals in a row whose every LLM attempt failed: the endpoint is dead
 FEEDBACK_CAP = 6000  # characters of a failure's feedback kept for the island's next prompt
 
 
@@ -75,6 +75,11 @@ class Population:
         self.inbox: queue.SimpleQueue[tuple[str, Any, Any]] = queue.SimpleQueue()
         self.episodes = EpisodeQueue(runner, lambda tag, out: self.inbox.put(("episode", tag, out)))
         self.limit = config.in_flight(runner.slots)
+        # With the LLM proposer and no --concurrency, the limit follows the measured proposal
+        # latency and evaluation cost (engine.population.scheduler.candidates_to_keep).
+        self.adaptive = config.concurrency is None and config.proposer == "llm"
+        self.proposal_seconds = 0.0  # moving average
+        self.evaluated = 0  # candidates that reached a decision with a program
         self.islands: list[IslandState] = []
         self.in_flight: dict[int, Candidate] = {}
         self.to_propose: deque[int] = deque()
@@ -91,9 +96,8 @@ class Population:
         self.stopping: str | None = None
         self.abandoned = False
         self.deferred: list[tuple[Candidate, Stage, EvaluationResult]] = []
-        self.unanswered = 0  # proposals in a row that got no answer at all
-        self._recorded_calls: set[str] = set()
-        self._calls_lock = threading.Lock()
+        self.calls = CallLedger(store, run_id)
+        self.stages = StagePlayer(store, config, game, self.episodes, self.state)
 
     # -- the coordinating loop ---------------------------------------------------------------
 
@@ -163,7 +167,11 @@ class Population:
         if self.stop.count >= 2 and not self.abandoned:
             self._abandon()
         if self.stopping is None:
-            self.stopping = self._budget_reason()
+            elapsed = time.monotonic() - self.state.started
+            state = self.state
+            self.stopping = budget_reason(
+                self.config, state.env_steps, state.tokens, state.cost, elapsed
+            )
             if self.stopping is not None:
                 self.store.add_event(self.run_id, "budget_hit", self.stopping)
                 self._cancel_proposals()
@@ -179,19 +187,6 @@ class Population:
         cancel = getattr(self.proposer, "cancel", None)
         if callable(cancel) and any(c.stage is None for c in self.in_flight.values()):
             cancel()
-
-    def _budget_reason(self) -> str | None:
-        config, state = self.config, self.state
-        if config.max_env_steps is not None and state.env_steps >= config.max_env_steps:
-            return f"budget: {state.env_steps} env steps >= {config.max_env_steps}"
-        if config.max_tokens is not None and state.tokens >= config.max_tokens:
-            return f"budget: {state.tokens} LLM tokens >= {config.max_tokens}"
-        if config.max_cost is not None and state.cost >= config.max_cost:
-            return f"budget: LLM cost {state.cost:.4f} >= {config.max_cost}"
-        elapsed = time.monotonic() - state.started
-        if config.max_time_seconds is not None and elapsed >= config.max_time_seconds:
-            return f"budget: {elapsed:.0f} s wall time >= {config.max_time_seconds:g} s"
-        return None
 
     # -- proposing ---------------------------------------------------------------------------
 
@@ -210,7 +205,7 @@ class Population:
             candidate = Candidate(number, island, parent_id)
             self.in_flight[number] = candidate
             context = proposal_context(
-                self.store, self.config, self.game, self.islands[island], number, self._on_call
+                self.store, self.config, self.game, self.islands[island], number, self.calls.record
             )
             threading.Thread(
                 target=self._propose, args=(number, context), name=f"propose-{number}", daemon=True
@@ -223,40 +218,26 @@ class Population:
             outcome = error
         self.inbox.put(("proposed", number, outcome))
 
-    def _on_call(self, exchange: LlmExchange, parent_id: str) -> None:
-        """Record an LLM attempt the moment it ends (from the proposer's thread)."""
-        with self._calls_lock:
-            if exchange.id in self._recorded_calls:
-                return
-            self._recorded_calls.add(exchange.id)
-        self.store.record_llm_call(
-            self.run_id,
-            call_id=exchange.id,
-            prompt=exchange.prompt,
-            model=exchange.model,
-            response=exchange.response,
-            tokens_in=exchange.tokens_in,
-            tokens_out=exchange.tokens_out,
-            latency_seconds=exchange.latency_seconds,
-            cost=exchange.cost,
-            error=exchange.error,
-            parent_program_id=parent_id,
-        )
-
     def _on_proposal(self, number: int, outcome: Proposal | BaseException) -> None:
         candidate = self.in_flight.get(number)
         if candidate is None:
             return
         if isinstance(outcome, BaseException):
             raise outcome
-        for exchange in outcome.exchanges:  # any the proposer did not report as it went
-            self._on_call(exchange, candidate.parent_id)
-            self.state.tokens += (exchange.tokens_in or 0) + (exchange.tokens_out or 0)
-            self.state.cost += exchange.cost or 0.0
+        latency = time.monotonic() - candidate.stage_started
+        self.proposal_seconds = (
+            latency if not self.proposal_seconds else (0.7 * self.proposal_seconds + 0.3 * latency)
+        )
+        tokens, cost = self.calls.settle(outcome, candidate.parent_id)
+        self.state.tokens += tokens
+        self.state.cost += cost
         if outcome.cancelled:  # shutdown: proposed again on resume, not an outcome
             del self.in_flight[number]
             return
-        self._count_unanswered(outcome)
+        dead = self.calls.dead_endpoint(outcome)
+        if dead is not None and self.stopping is None:
+            self.stopping = dead
+            self._cancel_proposals()
         if outcome.source is None:
             candidate.note = outcome.note
             self._decide_failure(
@@ -274,82 +255,31 @@ class Population:
             island=candidate.island,
             iteration=number,
         )
-        answered = [e for e in outcome.exchanges if e.error is None and e.response]
-        if answered:
-            self.store.link_llm_call(answered[-1].id, program.id)
+        self.calls.link(outcome, program.id)
         candidate.program_id, candidate.source = program.id, outcome.source
         candidate.note = outcome.note
         self._start_stage(candidate, "smoke")
 
-    def _count_unanswered(self, outcome: Proposal) -> None:
-        """An endpoint that answers nothing (nothing listening, a wrong URL, a bad key) would
-        turn a run into hours of failed calls: after UNANSWERED_LIMIT proposals in a row whose
-        every attempt (retries included) failed, the run stops as failed."""
-        dead = outcome.source is None and bool(outcome.exchanges)
-        dead = dead and all(e.error is not None and not e.response for e in outcome.exchanges)
-        self.unanswered = self.unanswered + 1 if dead else 0
-        if self.unanswered >= UNANSWERED_LIMIT and self.stopping is None:
-            last = outcome.exchanges[-1].error or ""
-            self.stopping = (
-                f"failed: the LLM endpoint answered none of the last {self.unanswered} "
-                f"proposals (last error: {last[:200]})"
-            )
-            self._cancel_proposals()
-
     # -- evaluating --------------------------------------------------------------------------
 
     def _start_stage(self, candidate: Candidate, stage: Stage) -> None:
-        setting = stage_setting(stage, self.config, self.game)
-        assert candidate.program_id is not None
-        found = self.store.find_evaluation(candidate.program_id, setting.key, setting.seeds)
-        if found is not None:  # committed before: never played twice
-            self._stage_done(candidate, stage, stored_result(self.store, found))
-            return
-        plan = plan_evaluation(
-            candidate.source,
-            self.game.name,
-            seeds=setting.seeds,
-            env=setting.env,
-            limits=self.config.limits(),
-            check=candidate.check or self.config.check,
-        )
-        candidate.check = plan.check
-        candidate.stage, candidate.plan, candidate.episodes = stage, plan, {}
-        candidate.stage_started = time.monotonic()
-        if not plan.requests:  # rejected by the static check: nothing to play
-            self._record(candidate, stage, plan.result(self.runner.name, [], 0.0))
-            return
-        for index, request in enumerate(plan.requests):
-            self.episodes.submit(candidate.priority(), request, (candidate.iteration, stage, index))
+        result = self.stages.start(candidate, stage)
+        if result is not None:
+            self._stage_done(candidate, stage, result)
 
     def _on_episode(self, tag: tuple[int, Stage, int], outcome: Any) -> None:
         number, stage, index = tag
-        candidate = self.in_flight.get(number)
         if isinstance(outcome, RunnerClosed):
             return  # abandoned: nothing half-finished is recorded
         if isinstance(outcome, BaseException):
             raise outcome
-        if candidate is None or candidate.stage != stage or candidate.plan is None:
+        candidate = self.in_flight.get(number)
+        if candidate is None:
             return
         assert isinstance(outcome, EpisodeResult)
-        candidate.episodes[index] = outcome
-        if len(candidate.episodes) < len(candidate.plan.requests):
-            return
-        episodes = [candidate.episodes[i] for i in range(len(candidate.plan.requests))]
-        wall = time.monotonic() - candidate.stage_started
-        self._record(candidate, stage, candidate.plan.result(self.runner.name, episodes, wall))
-
-    def _record(self, candidate: Candidate, stage: Stage, result: EvaluationResult) -> None:
-        setting = stage_setting(stage, self.config, self.game)
-        assert candidate.program_id is not None
-        self.store.record_evaluation(
-            candidate.program_id,
-            result.summary_dict(with_traces=True),
-            seeds=setting.seeds,
-            holdout=setting.holdout,
-        )
-        self.state.env_steps += result.total_steps
-        self._stage_done(candidate, stage, result)
+        result = self.stages.episode_done(candidate, stage, index, outcome)
+        if result is not None:
+            self._stage_done(candidate, stage, result)
 
     def _stage_done(self, candidate: Candidate, stage: Stage, result: EvaluationResult) -> None:
         candidate.results[stage] = result
@@ -458,6 +388,7 @@ class Population:
         """The decision's commit point: the `iteration` event, with the island's new state."""
         self.islands[candidate.island] = island
         self.state.iteration += 1
+        self._adapt(candidate)
         note = candidate.note if note is None else note
         self.store.add_event(
             self.run_id,
@@ -498,6 +429,16 @@ class Population:
         self.state.in_flight = len(self.in_flight)
         self.state.busy = self.episodes.busy_fraction()
         self.reporter.iteration(report, self.state)
+
+    def _adapt(self, candidate: Candidate) -> None:
+        if candidate.program_id is not None:
+            self.evaluated += 1
+        if self.adaptive and self.evaluated:
+            per_candidate = self.episodes.busy_seconds() / self.evaluated
+            slots = self.runner.slots
+            self.limit = candidates_to_keep(
+                slots, self.proposal_seconds, per_candidate, cap=8 * slots
+            )
 
     def _migrate(self) -> None:
         move = migration(self.islands, self.state.iteration, self.config.migrate_every)

@@ -57,6 +57,7 @@ class RunOutcome:
     best_holdout_mean: float | None = None
     env_steps: int = 0
     wall_seconds: float = 0.0
+    slot_busy: float = 0.0  # fraction of sandbox slot time spent playing episodes, this invocation
 
 
 class Reporter(Protocol):

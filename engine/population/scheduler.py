@@ -13,6 +13,7 @@ of many half-evaluated ones piling up.
 from __future__ import annotations
 
 import itertools
+import math
 import queue
 import threading
 import time
@@ -69,13 +70,16 @@ class EpisodeQueue:
     def waiting(self) -> int:
         return self._jobs.qsize()
 
-    def busy_fraction(self) -> float:
-        """Slot-seconds spent playing over slot-seconds since the queue started."""
+    def busy_seconds(self) -> float:
+        """Slot-seconds spent playing so far."""
         now = time.monotonic()
         with self._lock:
-            busy = self._busy_seconds + sum(now - t for t in self._busy_since.values())
-        elapsed = max(now - self._started, 1e-9)
-        return min(1.0, busy / (elapsed * self.slots))
+            return self._busy_seconds + sum(now - t for t in self._busy_since.values())
+
+    def busy_fraction(self) -> float:
+        """Slot-seconds spent playing over slot-seconds since the queue started."""
+        elapsed = max(time.monotonic() - self._started, 1e-9)
+        return min(1.0, self.busy_seconds() / (elapsed * self.slots))
 
     def close(self) -> None:
         """Stop taking episodes (those waiting are dropped); threads end after the episode in
@@ -104,3 +108,19 @@ class EpisodeQueue:
                 with self._lock:
                     self._busy_seconds += time.monotonic() - self._busy_since.pop(slot)
             self._done(job.tag, outcome)
+
+
+def candidates_to_keep(
+    slots: int, proposal_seconds: float, slot_seconds_per_candidate: float, cap: int
+) -> int:
+    """How many candidates to keep in flight so no slot waits for a proposal (Little's law).
+
+    The slots finish a candidate every `slot_seconds_per_candidate / slots` seconds, and each
+    candidate spends `proposal_seconds` being proposed first: that many times more must be in
+    the proposer's hands at once, plus one per slot being played and one spare. Between
+    `slots + 1` and `cap` (an LLM endpoint's rate limit and memory are finite).
+    """
+    if slot_seconds_per_candidate <= 0:
+        return max(slots + 1, min(cap, 2 * slots))
+    proposing = math.ceil(slots * proposal_seconds / slot_seconds_per_candidate)
+    return max(slots + 1, min(cap, proposing + slots + 1))

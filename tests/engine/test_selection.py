@@ -121,3 +121,14 @@ def test_run_best_and_island_choice() -> None:
 def test_island_state_round_trips_through_json() -> None:
     for island in (IslandState("h", Champion("b", 1.5, -2.0), 2, "why"), IslandState("h", None)):
         assert IslandState.from_json(island.to_json()) == island
+
+
+def test_candidates_to_keep_covers_the_proposal_latency() -> None:
+    from engine.population.scheduler import candidates_to_keep
+
+    # 2 slots, 2.5 slot-seconds per candidate: one leaves the slots every 1.25 s; a 5 s call
+    # needs 4 proposals out at once, plus 2 being played, plus a spare.
+    assert candidates_to_keep(2, 5.0, 2.5, cap=16) == 7
+    assert candidates_to_keep(2, 0.0, 2.5, cap=16) == 3  # instant proposals: slots + 1
+    assert candidates_to_keep(2, 600.0, 2.5, cap=16) == 16  # capped
+    assert candidates_to_keep(2, 5.0, 0.0, cap=16) == 4  # nothing measured yet: 2 per slot
