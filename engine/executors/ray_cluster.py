@@ -1,0 +1,210 @@
+"""Reaching a Ray cluster: import Ray lazily, connect, find the nodes, start one actor on each.
+
+    nodes = cluster_report("127.0.0.1:6379")   # [{"node_id", "ip", "cores", "sandbox_works",
+                                               #   "reason", ...}, ...] for `evocade doctor`
+
+Ray is an optional extra: nothing here imports it at module level, and without it every entry
+point raises `RayUnavailable` with the one line that says how to get it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import ipaddress
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.errors import UserError
+from sandbox.settings import Limits
+
+RAY_MISSING = "--executor ray needs: pip install -e '.[ray]'"
+START_SECONDS = 300.0  # a loaded node starting its actor and a first sandbox
+
+
+class RayUnavailable(UserError):
+    """Ray, the cluster or every node of it cannot be used; the message says why (one line)."""
+
+
+def import_ray() -> Any:
+    """The `ray` module, or RayUnavailable saying how to install it."""
+    try:
+        return importlib.import_module("ray")
+    except ImportError:
+        raise RayUnavailable(RAY_MISSING) from None
+
+
+def connect(address: str | None) -> tuple[Any, bool]:
+    """Ray, connected to the cluster at `address` (None: RAY_ADDRESS, else a new Ray of this
+    machine alone, on 127.0.0.1); True when this call connected (and so should shut down)."""
+    ray = import_ray()
+    if ray.is_initialized():
+        return ray, False
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    options: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
+    target = address or os.environ.get("RAY_ADDRESS")
+    if target is None:
+        options.update(include_dashboard=False)
+    if target is None or _is_loopback(target):
+        # Ray 2.60 rewrites a loopback address to the machine's outward one (so that other
+        # machines could reach it) unless its multi-node switch is off; a cluster on 127.0.0.1
+        # (scripts/ray-cluster.sh) is reached on 127.0.0.1, and no traffic leaves loopback.
+        importlib.import_module("ray._private.ray_constants").ENABLE_RAY_CLUSTER = False
+    try:
+        ray.init(address=address, **options)
+    except (ConnectionError, RuntimeError, ValueError, OSError) as error:
+        where = f"at {address}" if address else "(a local one)"
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise RayUnavailable(f"cannot connect to the Ray cluster {where}: {first}") from None
+    return ray, True
+
+
+def _is_loopback(address: str) -> bool:
+    host = address.removeprefix("ray://").rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class ClusterNode:
+    """A node as Ray lists it."""
+
+    node_id: str
+    ip: str
+    cores: int
+    alive: bool
+
+    @property
+    def label(self) -> str:
+        """How results name the node that played them (`EpisodeResult.node`)."""
+        return f"{self.ip}/{self.node_id[:12]}"
+
+
+def cluster_nodes(ray: Any) -> list[ClusterNode]:
+    """Every node the cluster knows, alive or not, with its CPU count (Ray's resources)."""
+    nodes = []
+    for entry in ray.nodes():
+        resources = entry.get("Resources") or {}
+        nodes.append(
+            ClusterNode(
+                node_id=str(entry["NodeID"]),
+                ip=str(entry.get("NodeManagerAddress", "?")),
+                cores=int(resources.get("CPU", 0)),
+                alive=bool(entry.get("Alive")),
+            )
+        )
+    return nodes
+
+
+@dataclass
+class StartedNode:
+    """A node's actor once it answered (or why it did not)."""
+
+    node: ClusterNode
+    actor: Any
+    status: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.status.get("ok"))
+
+
+def start_workers(
+    ray: Any, nodes: list[ClusterNode], backend: str, limits: Limits, *, reserve: bool
+) -> list[StartedNode]:
+    """One `NodeWorker` actor per node, pinned to it, each proving its sandbox starts.
+
+    With `reserve` each actor holds its node's cores (Ray resources) for as long as it lives,
+    so that nothing else Ray schedules there competes with the sandboxes; without (a report)
+    it holds none. Nodes sharing an IP (several on one machine) get disjoint cores."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from engine.executors.ray_node import NodeWorker
+
+    remote = ray.remote(NodeWorker)
+    offsets: dict[str, int] = {}
+    started = []
+    for node in nodes:
+        offset = offsets.get(node.ip, 0)
+        offsets[node.ip] = offset + node.cores
+        actor = remote.options(
+            num_cpus=node.cores if reserve else 0,
+            max_concurrency=node.cores + 2,  # its episodes, plus status and close
+            max_restarts=0,
+            max_task_retries=0,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node.node_id, soft=False),
+        ).remote(backend, limits.model_dump_json(), max(1, node.cores), offset)
+        started.append(StartedNode(node, actor))
+    _collect_statuses(ray, started)
+    return started
+
+
+def _collect_statuses(ray: Any, started: list[StartedNode]) -> None:
+    refs = {item.actor.status.remote(): item for item in started}
+    ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=START_SECONDS)
+    for ref, item in refs.items():
+        if ref not in ready:
+            reason = (
+                f"its worker did not start within {START_SECONDS:.0f} s "
+                "(are its cores held by another Ray job?)"
+            )
+            item.status = {"ok": False, "reason": reason}
+            continue
+        try:
+            item.status = dict(ray.get(ref))
+        except Exception as error:  # the actor died starting: its reason, in one line
+            first = (str(error).strip().splitlines() or [type(error).__name__])[-1]
+            item.status = {"ok": False, "reason": f"its worker failed: {first}"}
+
+
+def stop_workers(ray: Any, started: list[StartedNode], timeout_seconds: float) -> None:
+    """Ask each actor to destroy its sandboxes, then kill it."""
+    refs = [item.actor.close.remote() for item in started]
+    if refs:
+        ray.wait(refs, num_returns=len(refs), timeout=timeout_seconds)
+    for item in started:
+        kill_actor(ray, item.actor)
+
+
+def kill_actor(ray: Any, actor: Any) -> None:
+    try:
+        ray.kill(actor, no_restart=True)
+    except Exception:  # already dead, or its node is gone
+        return
+
+
+def cluster_report(
+    address: str | None, backend: str = "auto", limits: Limits | None = None
+) -> list[dict[str, Any]]:
+    """Each node of the cluster: id, ip, cores, alive, and whether its sandbox works (with the
+    reason when not), proven by starting one sandbox there."""
+    ray, connected = connect(address)
+    try:
+        nodes = cluster_nodes(ray)
+        alive = [node for node in nodes if node.alive]
+        started = start_workers(ray, alive, backend, limits or Limits(), reserve=False)
+        stop_workers(ray, started, timeout_seconds=60.0)
+        statuses = {item.node.node_id: item.status for item in started}
+        report = []
+        for node in nodes:
+            status = statuses.get(node.node_id, {"ok": False, "reason": "the node is dead"})
+            report.append(
+                {
+                    "node_id": node.node_id,
+                    "ip": node.ip,
+                    "cores": node.cores,
+                    "alive": node.alive,
+                    "sandbox_works": bool(status.get("ok")),
+                    "backend": status.get("backend"),
+                    "reason": str(status.get("reason", "")),
+                }
+            )
+        return report
+    finally:
+        if connected:
+            ray.shutdown()
