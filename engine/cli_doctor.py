@@ -66,7 +66,19 @@ def _database_status(db: str) -> dict[str, Any]:
     return {"location": str(path), "exists": path.exists(), "problem": ""}
 
 
-def doctor_report(db: str) -> dict[str, Any]:
+def _cluster_status(address: str) -> dict[str, Any]:
+    """The Ray cluster's nodes and whether each one's sandbox works (proven by starting one
+    there), or the one-line reason the cluster cannot be asked."""
+    from engine.executors import RayUnavailable, cluster_report
+
+    try:
+        nodes = cluster_report(address)
+    except RayUnavailable as error:
+        return {"address": address, "nodes": [], "problem": str(error)}
+    return {"address": address, "nodes": nodes, "problem": ""}
+
+
+def doctor_report(db: str, ray_address: str | None = None) -> dict[str, Any]:
     """Everything `evocade doctor` prints, as data (a test calls this directly)."""
     versions: dict[str, str | None] = {"python": platform.python_version()}
     for package in _PACKAGES:
@@ -79,21 +91,56 @@ def doctor_report(db: str) -> dict[str, Any]:
         "image": _image_status(),
         "versions": versions,
         "database": _database_status(db),
+        **({"cluster": _cluster_status(ray_address)} if ray_address else {}),
     }
+
+
+def _print_cluster(cluster: dict[str, Any]) -> bool:
+    """The cluster section; True when at least one node can play episodes."""
+    address = safe_line(cluster["address"])
+    if cluster["problem"]:
+        print(f"cluster        {address}: unusable: {safe_line(cluster['problem'])}")
+        return False
+    alive = [node for node in cluster["nodes"] if node["alive"]]
+    working = [node for node in alive if node["sandbox_works"]]
+    cores = sum(node["cores"] for node in working)
+    print(
+        f"cluster        {address}: {len(alive)} nodes alive, {len(working)} with a working "
+        f"sandbox, {cores} cores to play on"
+    )
+    for node in cluster["nodes"]:
+        name = safe_line(f"{node['ip']}/{node['node_id'][:12]}")
+        if not node["alive"]:
+            print(f"  node {name}  dead")
+            continue
+        if node["sandbox_works"]:
+            state = f"sandbox {safe_line(str(node['backend']))} works"
+        else:
+            state = f"sandbox refused: {safe_line(node['reason'])}"
+        print(f"  node {name}  {node['cores']} cores  {state}")
+    return bool(working)
 
 
 def doctor_command(
     db: DbOption = DEFAULT_DB,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            envvar="EVOCADE_RAY_ADDRESS",
+            help="Also check this Ray cluster (host:port): its nodes, their cores, and whether "
+            "each one's sandbox works.",
+        ),
+    ] = None,
 ) -> None:
     """Check the sandbox backends, the sandbox image, library versions and the database.
 
     Says for each backend whether it is available, or exactly why not. Exit 1 when no
-    backend is available.
+    backend is available (or, with --ray-address, when no node of the cluster can play).
 
-    Example: evocade doctor --json
+    Example: evocade doctor --json --ray-address 127.0.0.1:6379
     """
-    report = doctor_report(db)
+    report = doctor_report(db, ray_address)
     if as_json:
         print(json.dumps(report, indent=2))  # ensure_ascii: control characters escaped
     else:
@@ -124,7 +171,12 @@ def doctor_command(
         else:
             exists = {True: "exists", False: "not created yet", None: "URL"}[database["exists"]]
             print(f"database       {safe_line(database['location'])} ({exists})")
+        if "cluster" in report:
+            _print_cluster(report["cluster"])
     usable = any(status["available"] for status in report["backends"].values())
+    if "cluster" in report:
+        cluster = report["cluster"]
+        usable = usable and any(n["alive"] and n["sandbox_works"] for n in cluster["nodes"])
     raise typer.Exit(0 if usable else 1)
 
 

@@ -6,7 +6,7 @@
 #   scripts/ray-cluster.sh address           # prints the address alone
 #   scripts/ray-cluster.sh status            # says whether both nodes are alive
 #   scripts/ray-cluster.sh stop              # stops both nodes by their pids
-#   scripts/ray-cluster.sh join [CPUS]       # one more worker node, in the foreground until
+#   scripts/ray-cluster.sh join ADDR [CPUS]  # one more worker node, in the foreground until
 #                                            # killed (the tests kill it to lose a node)
 #
 # Both nodes are on this machine, so each gets its own temp dir and its own ports (picked free
@@ -180,12 +180,12 @@ case "${1:-}" in
     run_node "$@"
     ;;
   join)  # one more worker node in the foreground until killed (the node-loss tests)
-    [ -f "$STATE_DIR/address" ] || {
-      say "not running (run: $0 start)"
-      exit 1
+    [ -n "${2:-}" ] || {
+      echo "usage: $0 join ADDRESS [CPUS]" >&2
+      exit 2
     }
-    run_node "$(mktemp -d "$STATE_DIR/extra-XXXXXX")" --address "$(cat "$STATE_DIR/address")" \
-      --num-cpus "${2:-1}"
+    mkdir -p "$STATE_DIR"
+    run_node "$(mktemp -d "$STATE_DIR/extra-XXXXXX")" --address "$2" --num-cpus "${3:-1}"
     ;;
   status)
     if [ -f "$STATE_DIR/address" ]; then
@@ -196,7 +196,7 @@ case "${1:-}" in
     fi
     ;;
   *)
-    echo "usage: $0 start|stop|address|status|join [CPUS]" >&2
+    echo "usage: $0 start|stop|address|status|join ADDRESS [CPUS]" >&2
     exit 2
     ;;
 esac

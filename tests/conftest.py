@@ -85,3 +85,25 @@ def descendants() -> list[int]:
         if ancestor == me and not _is_fork_server(pid, parents[pid]):
             found.append(pid)
     return found
+
+
+RAY_ADDRESS_VARIABLE = "EVOCADE_TEST_RAY_ADDRESS"
+
+
+@pytest.fixture(scope="session")
+def ray_address() -> str:
+    """The address of the test Ray cluster (`eval "$(scripts/ray-cluster.sh start)"`), or skip
+    saying why (fail where EVOCADE_REQUIRE_BACKENDS names `ray`, as in CI)."""
+    import importlib.util
+
+    reason = ""
+    address = os.environ.get(RAY_ADDRESS_VARIABLE, "").strip()
+    if importlib.util.find_spec("ray") is None:
+        reason = "ray is not installed (pip install -e '.[ray]')"
+    elif not address:
+        reason = f"{RAY_ADDRESS_VARIABLE} is not set (see scripts/ray-cluster.sh)"
+    if reason:
+        if "ray" in _required_backends():
+            pytest.fail(f"backend ray is required here but unavailable: {reason}")
+        pytest.skip(f"backend ray unavailable: {reason}")
+    return address

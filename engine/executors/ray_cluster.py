@@ -13,6 +13,7 @@ import importlib
 import ipaddress
 import logging
 import os
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ from engine.errors import UserError
 from sandbox.settings import Limits
 
 RAY_MISSING = "--executor ray needs: pip install -e '.[ray]'"
+CONNECT_SECONDS = 10.0
 START_SECONDS = 300.0  # a loaded node starting its actor and a first sandbox
 
 
@@ -39,11 +41,16 @@ def connect(address: str | None) -> tuple[Any, bool]:
     """Ray, connected to the cluster at `address` (None: RAY_ADDRESS, else a new Ray of this
     machine alone, on 127.0.0.1); True when this call connected (and so should shut down)."""
     ray = import_ray()
+    target = address or os.environ.get("RAY_ADDRESS")
+    if target is not None:
+        _refuse_silent_address(target)  # ray.init would retry a dead address for minutes
     if ray.is_initialized():
+        current = str(ray.get_runtime_context().gcs_address)
+        if address is not None and _host_port(current) != _host_port(address):
+            raise RayUnavailable(f"this process is connected to the Ray cluster at {current}")
         return ray, False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     options: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
-    target = address or os.environ.get("RAY_ADDRESS")
     if target is None:
         options.update(include_dashboard=False)
     if target is None or _is_loopback(target):
@@ -60,8 +67,28 @@ def connect(address: str | None) -> tuple[Any, bool]:
     return ray, True
 
 
+def _host_port(address: str) -> tuple[str, int | None]:
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return address.strip("[]"), None
+    return host.strip("[]"), int(port)
+
+
+def _refuse_silent_address(address: str) -> None:
+    """RayUnavailable at once when nothing listens at `address` (or it is no host:port)."""
+    host, port = _host_port(address)
+    if port is None:
+        raise RayUnavailable(f"not a Ray address (host:port): {address!r}")
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_SECONDS).close()
+    except OSError as error:
+        raise RayUnavailable(
+            f"nothing answers at {address} ({error.strerror or error}): is the cluster up?"
+        ) from None
+
+
 def _is_loopback(address: str) -> bool:
-    host = address.removeprefix("ray://").rsplit(":", 1)[0].strip("[]")
+    host = _host_port(address)[0]
     if host == "localhost":
         return True
     try:

@@ -79,6 +79,7 @@ class NodeWorker:
             "node_id": self.node_id,
             "ip": self.ip,
             "cores": self.cores,
+            "pid": os.getpid(),
             "backend": self.pool.name if self.pool is not None else None,
         }
 
@@ -108,7 +109,8 @@ def _start_pool(backend: BackendName, limits: Limits, cores: int, cpu_offset: in
         if not probe.wait_ready(READY_SECONDS):
             pool_backend.close()
             raise SandboxUnavailable(
-                f"a {pool_backend.name} sandbox did not get ready within {READY_SECONDS:.0f} s"
+                f"a {pool_backend.name} sandbox did not start (it died, or was not ready "
+                f"within {READY_SECONDS:.0f} s)"
             )
     finally:
         probe.destroy()

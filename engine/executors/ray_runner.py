@@ -52,6 +52,7 @@ class _Node:
     node: ClusterNode
     actor: Any
     backend: str
+    pid: int | None  # the actor's process on its node
     alive: bool = True
 
     @property
@@ -78,7 +79,8 @@ class RayRunner:
         self._ray = ray
         self._owns_connection = owns_connection
         self._nodes = [
-            _Node(item.node, item.actor, str(item.status.get("backend"))) for item in started
+            _Node(item.node, item.actor, str(item.status.get("backend")), item.status.get("pid"))
+            for item in started
         ]
         self._free: queue.SimpleQueue[_Node] = queue.SimpleQueue()
         for node in self._nodes:
