@@ -57,7 +57,8 @@ def connect(address: str | None) -> tuple[Any, bool]:
         # Ray 2.60 rewrites a loopback address to the machine's outward one (so that other
         # machines could reach it) unless its multi-node switch is off; a cluster on 127.0.0.1
         # (scripts/ray-cluster.sh) is reached on 127.0.0.1, and no traffic leaves loopback.
-        importlib.import_module("ray._private.ray_constants").ENABLE_RAY_CLUSTER = False
+        constants: Any = importlib.import_module("ray._private.ray_constants")
+        constants.ENABLE_RAY_CLUSTER = False
     try:
         ray.init(address=address, **options)
     except (ConnectionError, RuntimeError, ValueError, OSError) as error:

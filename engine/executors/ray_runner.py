@@ -252,7 +252,9 @@ def open_ray_runner(address: str | None, backend: str, limits: Limits) -> RayRun
     try:
         nodes = [node for node in cluster_nodes(ray) if node.alive and node.cores >= 1]
         if not nodes:
-            raise RayUnavailable(f"the Ray cluster at {address or 'local'} has no live node with CPUs")
+            raise RayUnavailable(
+                f"the Ray cluster at {address or 'local'} has no live node with CPUs"
+            )
         started = start_workers(ray, nodes, backend, limits, reserve=True)
     except BaseException:
         if connected:

@@ -19,8 +19,8 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from importlib.util import find_spec
 from concurrent.futures import ThreadPoolExecutor
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
