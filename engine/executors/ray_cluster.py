@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.errors import UserError
+from sandbox.backends.base import Prepare
 from sandbox.settings import Limits
 
 RAY_MISSING = "--executor ray needs: pip install -e '.[ray]'"
@@ -143,7 +144,13 @@ class StartedNode:
 
 
 def start_workers(
-    ray: Any, nodes: list[ClusterNode], backend: str, limits: Limits, *, reserve: bool
+    ray: Any,
+    nodes: list[ClusterNode],
+    backend: str,
+    limits: Limits,
+    *,
+    reserve: bool,
+    prewarm: Prepare | None = None,
 ) -> list[StartedNode]:
     """One `NodeWorker` actor per node, pinned to it, each proving its sandbox starts.
 
@@ -166,7 +173,13 @@ def start_workers(
             max_restarts=0,
             max_task_retries=0,
             scheduling_strategy=NodeAffinitySchedulingStrategy(node.node_id, soft=False),
-        ).remote(backend, limits.model_dump_json(), max(1, node.cores), offset)
+        ).remote(
+            backend,
+            limits.model_dump_json(),
+            max(1, node.cores),
+            offset,
+            prewarm.to_json() if prewarm is not None else None,
+        )
         started.append(StartedNode(node, actor))
     _collect_statuses(ray, started)
     return started

@@ -1,6 +1,6 @@
 """What runs on each node of a Ray cluster: one actor holding that node's warm sandboxes.
 
-    worker = NodeWorker("bwrap", limits_json, cores=4, cpu_offset=0)      # on its node
+    worker = NodeWorker("bwrap", limits_json, cores=4, cpu_offset=0, prewarm=None)  # on its node
     worker.status()   -> {"ok": True, "reason": "", "node_id": ..., "ip": ..., "cores": 4}
     worker.play({"source": ..., "game": "Pong", "seed": 0, ...})  -> the EpisodeResult as JSON
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from sandbox.backends.base import SandboxUnavailable
+from sandbox.backends.base import Prepare, SandboxUnavailable
 from sandbox.episodes import EpisodeRequest, usable_cpus
 from sandbox.evaluate import BackendName, make_backend
 from sandbox.pool import READY_SECONDS, WarmPool
@@ -55,7 +55,12 @@ class NodeWorker:
     """One per node (see the module docstring); Ray calls its methods from several threads."""
 
     def __init__(
-        self, backend: BackendName, limits_json: str, cores: int, cpu_offset: int = 0
+        self,
+        backend: BackendName,
+        limits_json: str,
+        cores: int,
+        cpu_offset: int = 0,
+        prewarm: dict[str, Any] | None = None,
     ) -> None:
         import ray
 
@@ -68,6 +73,8 @@ class NodeWorker:
         try:
             limits = Limits.model_validate_json(limits_json)
             self.pool = _start_pool(backend, limits, cores, cpu_offset)
+            if prewarm is not None:  # every slot's first sandbox, built for the run's game
+                self.pool.prewarm(Prepare(**{**prewarm, "seeds": tuple(prewarm["seeds"])}))
         except (SandboxUnavailable, OSError) as error:
             self.reason = str(error) or type(error).__name__
 

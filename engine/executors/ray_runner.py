@@ -34,7 +34,7 @@ from engine.executors.ray_cluster import (
     stop_workers,
 )
 from engine.executors.ray_node import request_payload
-from sandbox.backends.base import SandboxUnavailable
+from sandbox.backends.base import Prepare, SandboxUnavailable
 from sandbox.episodes import EpisodeRequest, RunnerClosed
 from sandbox.pool import STARTUP_ALLOWANCE_SECONDS
 from sandbox.results import EpisodeResult
@@ -183,8 +183,8 @@ class RayRunner:
         ) as error:
             if self._closed:
                 raise RunnerClosed("the Ray runner was closed during the episode") from None
-            if isinstance(error, exceptions.GetTimeoutError):
-                self._ray.cancel(ref, force=True)
+            # A node that answers later than this no longer counts: `_lose` kills its actor
+            # (and with it the episode), so it cannot answer after the replay.
             raise _NodeLost(f"{type(error).__name__}: {_first_line(error)}") from None
 
     def _lose(self, node: _Node, why: str) -> None:
@@ -242,12 +242,15 @@ def _first_line(error: object) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-def open_ray_runner(address: str | None, backend: str, limits: Limits) -> RayRunner:
+def open_ray_runner(
+    address: str | None, backend: str, limits: Limits, *, prewarm: Prepare | None = None
+) -> RayRunner:
     """A runner over every live node of the cluster at `address` that can start `backend`'s
     sandbox (`auto`, `bwrap` or `docker`; `none` only for tests of the plumbing). Nodes that
     cannot are listed in `runner.refused` with their reasons; when none can, RayUnavailable
     names each node's reason. Raises RayUnavailable when Ray is not installed or the cluster
-    does not answer."""
+    does not answer. `prewarm`, as for `sandbox.evaluate.open_runner`, has every node start
+    each slot's first sandbox now, its emulator built for that setting."""
     ray, connected = connect(address)
     try:
         nodes = [node for node in cluster_nodes(ray) if node.alive and node.cores >= 1]
@@ -255,7 +258,7 @@ def open_ray_runner(address: str | None, backend: str, limits: Limits) -> RayRun
             raise RayUnavailable(
                 f"the Ray cluster at {address or 'local'} has no live node with CPUs"
             )
-        started = start_workers(ray, nodes, backend, limits, reserve=True)
+        started = start_workers(ray, nodes, backend, limits, reserve=True, prewarm=prewarm)
     except BaseException:
         if connected:
             ray.shutdown()

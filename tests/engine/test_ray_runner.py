@@ -29,6 +29,7 @@ import pytest
 from engine.cli import main
 from engine.executors import RAY_MISSING, RayRunner, RayUnavailable, open_ray_runner
 from engine.executors.ray_cluster import ClusterNode, cluster_nodes, cluster_report, connect
+from sandbox.backends.base import Prepare
 from sandbox.episodes import EpisodeRequest, RunnerClosed
 from sandbox.evaluate import open_runner
 from sandbox.results import EpisodeResult, Status
@@ -86,7 +87,8 @@ def local_episodes() -> dict[int, EpisodeResult]:
 def test_ray_runner_plays_like_the_local_pool_on_both_nodes(
     ray_connection: Any, ray_address: str, local_episodes: dict[int, EpisodeResult]
 ) -> None:
-    with open_ray_runner(ray_address, "bwrap", LIMITS) as runner:
+    prewarm = Prepare("Pong", ENV.frameskip, ENV.repeat_action_probability, seeds=(0, 1))
+    with open_ray_runner(ray_address, "bwrap", LIMITS, prewarm=prewarm) as runner:
         assert runner.refused == []
         assert runner.name == "ray/bwrap"
         assert len(runner.nodes) >= 2 and runner.slots >= 2
