@@ -127,21 +127,24 @@ def _runner(config: RunConfig, injected: EpisodeRunner | None) -> Iterator[Episo
     if injected is not None:
         yield injected
         return
+    from sandbox.backends.base import Prepare
+
+    env = config.full_env()
+    prepare = Prepare(
+        get_game(config.game).name,
+        env.frameskip,
+        env.repeat_action_probability,
+        tuple(config.seeds),
+    )
     if config.executor == "ray":
         from engine.executors import open_ray_runner
 
-        runner: EpisodeRunner = open_ray_runner(config.ray_address, config.sandbox, config.limits())
+        runner: EpisodeRunner = open_ray_runner(
+            config.ray_address, config.sandbox, config.limits(), prewarm=prepare
+        )
     else:
-        from sandbox.backends.base import Prepare
         from sandbox.evaluate import open_runner
 
-        env = config.full_env()
-        prepare = Prepare(
-            get_game(config.game).name,
-            env.frameskip,
-            env.repeat_action_probability,
-            tuple(config.seeds),
-        )
         runner = open_runner(config.sandbox, config.limits(), prewarm=prepare)
     try:
         yield runner

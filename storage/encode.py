@@ -170,6 +170,7 @@ EPISODE_FIELDS = (
     "policy_cpu_seconds",
     "policy_peak_memory_mb",
     "output",
+    "node",  # the cluster node that played it (Ray executor); absent when played locally
 )
 """What of an episode goes into `evaluation.episodes` (its trace goes to the trace table)."""
 
