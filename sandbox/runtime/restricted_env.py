@@ -7,8 +7,9 @@ With checking off it is compiled and run as plain Python. Either way the OS sand
 (docs/DESIGN.md §4); the guards make the usual escapes fail with a clear exception.
 
 The rules (allowed modules, forbidden builtins, blocked module attributes) come from
-`sandbox.policy_rules`, which the host-side checker uses too. This module imports only the
-standard library, RestrictedPython and `sandbox.policy_rules`, as the sandbox image requires.
+`sandbox.policy_rules`, which the host-side checker uses too; the guards themselves are built
+in `sandbox.runtime.policy_guards`. This module and that one import only the standard library,
+RestrictedPython and `sandbox.policy_rules`, as the sandbox image requires.
 
 Where RestrictedPython's stock helpers would break ordinary policy code, we deviate on purpose:
 - builtins: RestrictedPython's `safe_builtins` plus min/max/sum/sorted/enumerate/zip/... as the
@@ -33,18 +34,14 @@ import __future__
 
 import ast
 import builtins
-import collections
 import operator
-from collections.abc import Callable
-from types import CodeType, FunctionType, ModuleType
+from types import CodeType
 from typing import Any
 
 from RestrictedPython import compile_restricted_exec, safe_builtins
 from RestrictedPython.Guards import (
     guarded_iter_unpack_sequence,
     guarded_unpack_sequence,
-    safer_getattr,
-    safer_getattr_raise,
 )
 from RestrictedPython.transformer import (
     INSPECT_ATTRIBUTES,
@@ -53,18 +50,8 @@ from RestrictedPython.transformer import (
     copy_locations,
 )
 
-from sandbox.policy_rules import (
-    ALLOWED_MODULES,
-    FORBIDDEN_ATTRIBUTES,
-    FORBIDDEN_BUILTINS,
-    METACLASS_REASON,
-    allowed_modules_text,
-    forbidden_objects,
-    is_metaclass,
-    load_allowed_module,
-    module_attribute_problem,
-    template_looks_up_fields,
-)
+from sandbox.policy_rules import FORBIDDEN_BUILTINS
+from sandbox.runtime.policy_guards import Guards, apply, inplacevar, make_guards
 
 POLICY_MODULE_NAME = "policy"
 
@@ -217,51 +204,6 @@ _EXTRA_BUILTINS = (
     "zip",
 )
 
-_INPLACE_OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
-    "+=": operator.iadd,
-    "-=": operator.isub,
-    "*=": operator.imul,
-    "/=": operator.itruediv,
-    "//=": operator.ifloordiv,
-    "%=": operator.imod,
-    "**=": operator.ipow,
-    "<<=": operator.ilshift,
-    ">>=": operator.irshift,
-    "|=": operator.ior,
-    "^=": operator.ixor,
-    "&=": operator.iand,
-    "@=": operator.imatmul,
-}
-
-# Containers a policy may always modify (and their subclasses: Counter, defaultdict, ...).
-_WRITABLE_TYPES = (dict, list, set, collections.deque)
-
-_MISSING = object()
-
-
-def _checked_format(template: str, method: str) -> Callable[..., str]:
-    """`template.format` / `template.format_map`, refusing templates that look fields up: the
-    lookup happens in C, around `_getattr_` (`"{0.__class__}".format(x)`)."""
-    bound = getattr(template, method)
-
-    def formatted(*args: Any, **kwargs: Any) -> str:
-        if template_looks_up_fields(template):
-            raise ValueError(
-                f"str.{method} templates may not read attributes or items, as in '{{0.x}}' or "
-                "'{0[1]}'; format the value with an f-string instead"
-            )
-        return bound(*args, **kwargs)
-
-    return formatted
-
-
-def _check_attribute_name(name: object) -> str:
-    if type(name) is not str:
-        raise TypeError("attribute name must be a str")
-    if name.startswith("_"):
-        raise AttributeError(f'"{name}" is an invalid attribute name because it starts with "_"')
-    return name
-
 
 class _StdoutPrint:
     """What RestrictedPython's `print` rewrite calls: plain print to the current sys.stdout
@@ -287,107 +229,27 @@ def policy_globals(restricted: bool) -> dict[str, Any]:
         return {"__name__": POLICY_MODULE_NAME, "__builtins__": builtins}
 
     namespace: dict[str, Any] = {}
-    policy_classes: set[type] = set()
-    blocked = forbidden_objects()
-    # The forbidden builtins themselves, however they are reached: never handed out by an
-    # attribute read. And `type.mro` unbound, which is what `enum.EnumType.mro` and
-    # `typing.Type.mro` give: `enum.EnumType.mro(enum.EnumType)[1]` is `type` itself.
-    # (`int.mro()`, bound to an ordinary class, lists nothing but ordinary classes.)
-    for name, reason in FORBIDDEN_BUILTINS.items():
-        if hasattr(builtins, name):
-            blocked[id(getattr(builtins, name))] = (
-                f"{name}() is not available to policies: {reason}"
-            )
-    blocked[id(type.__dict__["mro"])] = (
-        f"the attribute 'mro' of a metaclass is not allowed: {FORBIDDEN_ATTRIBUTES['mro']}"
+    guards = make_guards(namespace, policy_classes=set())
+    namespace.update(
+        __name__=POLICY_MODULE_NAME,
+        __builtins__=_policy_builtins(guards),
+        __metaclass__=type,
+        _getattr_=guards.getattr,
+        _getitem_=operator.getitem,
+        _getiter_=iter,
+        _iter_unpack_sequence_=guarded_iter_unpack_sequence,
+        _unpack_sequence_=guarded_unpack_sequence,
+        _write_=guards.write,
+        _inplacevar_=inplacevar,
+        _apply_=apply,
+        _print_=_StdoutPrint,
     )
+    return namespace
 
-    def guarded_getattr(obj: Any, name: str, default: Any = _MISSING) -> Any:
-        if type(name) is not str:
-            raise TypeError("attribute name must be a str")
-        if isinstance(obj, str) and name in ("format", "format_map"):
-            return _checked_format(obj, name)
-        if isinstance(obj, ModuleType) and not name.startswith("_"):
-            problem = module_attribute_problem(obj, name)
-            if problem is not None:
-                raise AttributeError(problem)
-        if default is _MISSING:
-            value = safer_getattr_raise(obj, name)
-        else:
-            value = safer_getattr(obj, name, default)
-        if isinstance(value, ModuleType) and value.__name__ not in ALLOWED_MODULES:
-            raise AttributeError(f"the module {value.__name__!r} is not available to policies")
-        problem = blocked.get(id(value))
-        if problem is not None:
-            raise AttributeError(problem)
-        if is_metaclass(value):  # enum.EnumType however reached, typing.ABCMeta, ...
-            raise AttributeError(
-                f"the metaclass {value.__name__!r} is not allowed: {METACLASS_REASON}"
-            )
-        return value
 
-    def guarded_hasattr(obj: Any, name: str) -> bool:
-        try:
-            guarded_getattr(obj, name)
-        except AttributeError:
-            return False
-        return True
-
-    def write_guard(obj: Any) -> Any:
-        if (
-            isinstance(obj, _WRITABLE_TYPES)
-            or type(obj) in policy_classes
-            or (isinstance(obj, type) and obj in policy_classes)
-            or (isinstance(obj, FunctionType) and obj.__globals__ is namespace)
-        ):
-            return obj
-        raise TypeError(
-            f"a policy may not modify {type(obj).__name__} objects: only the dicts, lists, sets, "
-            "deques, class instances and functions it created itself"
-        )
-
-    def guarded_setattr(obj: Any, name: str, value: Any) -> None:
-        setattr(write_guard(obj), _check_attribute_name(name), value)
-
-    def guarded_delattr(obj: Any, name: str) -> None:
-        delattr(write_guard(obj), _check_attribute_name(name))
-
-    def guarded_import(
-        name: str,
-        globals: dict[str, Any] | None = None,
-        locals: dict[str, Any] | None = None,
-        fromlist: tuple[str, ...] | None = (),
-        level: int = 0,
-    ) -> ModuleType:
-        if level != 0:
-            raise ImportError("relative imports are not allowed: a policy is a single module")
-        if name not in ALLOWED_MODULES:
-            raise ImportError(
-                f"import of {name!r} is not allowed in a policy; allowed modules: "
-                f"{allowed_modules_text()}"
-            )
-        module = load_allowed_module(name)
-        for attribute in fromlist or ():
-            if type(attribute) is not str or attribute.startswith("_"):
-                raise ImportError(f"cannot import {attribute!r} from {name!r} in a policy")
-            problem = module_attribute_problem(module, attribute) or blocked.get(
-                id(getattr(module, attribute, None))
-            )
-            if problem is not None:
-                raise ImportError(problem)
-        return module
-
-    def build_class(func: Callable[[], None], name: str, *bases: Any, **kwargs: Any) -> type:
-        cls = builtins.__build_class__(func, name, *bases, **kwargs)
-        policy_classes.add(cls)
-        return cls
-
-    def inplacevar(operation: str, target: Any, value: Any) -> Any:
-        return _INPLACE_OPERATORS[operation](target, value)
-
-    def apply(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return func(*args, **kwargs)
-
+def _policy_builtins(guards: Guards) -> dict[str, Any]:
+    """RestrictedPython's safe builtins without the forbidden ones, the plain extras, and the
+    guarded versions of the builtins that reach attributes by name or import."""
     policy_builtins: dict[str, Any] = {
         name: value
         for name, value in safe_builtins.items()
@@ -395,27 +257,12 @@ def policy_globals(restricted: bool) -> dict[str, Any]:
     }
     policy_builtins.update({name: getattr(builtins, name) for name in _EXTRA_BUILTINS})
     policy_builtins.update(
-        __build_class__=build_class,
-        __import__=guarded_import,
-        getattr=guarded_getattr,
-        hasattr=guarded_hasattr,
-        setattr=guarded_setattr,
-        delattr=guarded_delattr,
+        __build_class__=guards.build_class,
+        __import__=guards.import_,
+        getattr=guards.getattr,
+        hasattr=guards.hasattr,
+        setattr=guards.setattr,
+        delattr=guards.delattr,
     )
     assert not FORBIDDEN_BUILTINS.keys() & policy_builtins.keys() - {"__import__"}
-
-    namespace.update(
-        __name__=POLICY_MODULE_NAME,
-        __builtins__=policy_builtins,
-        __metaclass__=type,
-        _getattr_=guarded_getattr,
-        _getitem_=operator.getitem,
-        _getiter_=iter,
-        _iter_unpack_sequence_=guarded_iter_unpack_sequence,
-        _unpack_sequence_=guarded_unpack_sequence,
-        _write_=write_guard,
-        _inplacevar_=inplacevar,
-        _apply_=apply,
-        _print_=_StdoutPrint,
-    )
-    return namespace
+    return policy_builtins
