@@ -346,10 +346,20 @@ class DockerBackend:
         try:
             return DockerSandbox(self, cpu, prepare)
         except ENGINE_ERRORS as error:
+            # An engine gone since the run started says so in the words the start-up uses.
+            connect_engine(timeout_seconds=5).close()  # raises "no Docker engine answers ..."
             raise SandboxUnavailable(f"the Docker engine failed: {error}") from error
 
     def close(self) -> None:
-        pass
+        """A last try at the containers this process could not remove (an engine that was
+        unreachable when their sandbox was destroyed): nothing is left behind a closed pool."""
+        client = self.client()
+        try:
+            retry_removals(client)
+        except ENGINE_ERRORS:
+            pass  # still unreachable: the next start reaps them (reap_stale_containers)
+        finally:
+            client.close()
 
     def container_config(
         self, lease: UidLease, cpu: int | None, prepare: Prepare | None

@@ -325,7 +325,8 @@ def test_fault_docker_engine_down_between_evaluations_stops_and_resumes(
         (run,) = store.runs()
         before = _evaluation_count(store, run.run_id)
         statuses = _iteration_statuses(store, run.run_id)
-    assert len(statuses) == 1 and before >= 3  # the seed's two evaluations and iteration 0's
+        assert store.get_run(run.run_id).status == "failed"  # it says why it stopped
+    assert len(statuses) == 1 and before >= 3  # the seed's evaluations and iteration 0's
     docker_switch.up()
     with Store.open(db) as store:
         outcome = optimize(store, config, MutationProposer(seed=6), run_id=run.run_id)
@@ -333,13 +334,14 @@ def test_fault_docker_engine_down_between_evaluations_stops_and_resumes(
         kinds = [event.kind for event in store.events(outcome.run_id)]
         after = _evaluation_count(store, outcome.run_id)
     assert outcome.reason == "iterations" and len(statuses) == 2
-    assert "crash_recovery" in kinds and kinds[-1] == "run_finished"
+    assert "run_failed" in kinds and "run_resumed" in kinds and kinds[-1] == "run_finished"
     assert after > before
     record(
         fault="Docker engine down when the next evaluation starts",
         outcome=(
             'optimize stops with SandboxUnavailable ("no Docker engine answers at ...") before '
-            "anything is played; everything committed stays; --resume continues the run"
+            "anything is played, the run marked failed with that reason; everything committed "
+            "stays; --resume continues the run"
         ),
     )
 
