@@ -22,6 +22,7 @@ from sandbox.settings import EnvSettings
 from storage import env_key, holdout_env_key
 
 Stage = Literal["smoke", "train", "holdout"]
+SEED = -1  # the seed program's key among the candidates in flight
 STAGE_ORDER: dict[Stage, int] = {"holdout": 0, "train": 1, "smoke": 2}
 
 
