@@ -478,6 +478,9 @@ def test_fault_database_locked_by_another_writer(
                 optimize(store, config, proposer)
             (run,) = store.runs()
             before = _evaluation_count(store, run.run_id)
+            # Marked failed if the lock was gone by the time the loop said so (it tries once),
+            # else still `running`: which one depends on the machine's speed, not the code.
+            assert store.get_run(run.run_id).status in ("failed", "running")
     for locker in lockers:
         locker.thread.join(10)
     assert _integrity(db) == "ok"
@@ -493,7 +496,7 @@ def test_fault_database_locked_by_another_writer(
         outcome = optimize(store, config, MutationProposer(seed=8), run_id=run.run_id)
         assert outcome.reason == "iterations"
         kinds = [event.kind for event in store.events(outcome.run_id)]
-    assert "crash_recovery" in kinds
+    assert "run_resumed" in kinds and kinds[-1] == "run_finished"
     record(
         fault="database write-locked by another connection, longer than the busy timeout",
         outcome=(
