@@ -166,6 +166,8 @@ def _one_process(
         process.term_to_exit_seconds = process.ended - signalled_at
     text = stderr_path.read_text(errors="replace")
     process.traceback = "Traceback (most recent call last)" in text
+    if process.traceback:  # kept for a person to read: the next process overwrites the file
+        stderr_path.with_name(f"{stderr_path.name}.{number}").write_text(text)
     lines = [line for line in text.splitlines() if line.strip()]
     process.last_error = next((line for line in reversed(lines) if line.startswith("error:")), "")
     process.leftovers = _reap_session(child.pid)

@@ -307,7 +307,8 @@ def test_fault_docker_engine_lost_mid_episode_is_crashed_and_the_loop_goes_on(
         outcome=(
             'the cut episode is recorded crashed ("the Docker engine failed this sandbox"); '
             "the loop goes on and finishes; the container the worker could not remove is "
-            "removed by the next worker; none is left"
+            "removed once the engine is back (by the next worker or when the pool closes); "
+            "none is left"
         ),
     )
 
