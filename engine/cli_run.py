@@ -190,7 +190,8 @@ def run_command(
         held = outcome.best_holdout_mean
         print(
             f"run {outcome.run_id[:8]}: {outcome.reason}; best program "
-            f"{(outcome.best_program_id or '-')[:8]} mean return {outcome.best_mean}"
+            f"{(outcome.best_program_id or '-')[:8]} mean return "
+            f"{'-' if outcome.best_mean is None else f'{outcome.best_mean:.2f}'}"
             + (f" (held-out seeds: {held:.2f})" if held is not None else "")
             + f"; {outcome.env_steps} env steps in {outcome.wall_seconds:.0f} s"
         )
