@@ -13,6 +13,7 @@ whatever their age.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import time
@@ -151,9 +152,8 @@ class SandboxCgroup:
     def remove(self) -> None:
         """Kill whatever is still inside, then remove the group(s)."""
         for path in self.dirs:
-            _kill_members(path)
             with contextlib.suppress(OSError):
-                path.rmdir()
+                _empty_and_remove(path)
 
 
 def reap_stale_groups(max_age_seconds: float = 3600.0) -> int:
@@ -180,12 +180,28 @@ def reap_stale_groups(max_age_seconds: float = 3600.0) -> int:
                     gone is None and now - group.stat().st_mtime <= max_age_seconds
                 ):
                     continue
-                _kill_members(group)
-                group.rmdir()  # fails, harmlessly, while any process is inside
+                _empty_and_remove(group)
                 removed += 1
             except OSError:
                 continue
     return removed
+
+
+def _empty_and_remove(group: Path) -> None:
+    """Kill the members, then remove the group. A killed process leaves `cgroup.procs` as soon
+    as it starts exiting but keeps the group busy (EBUSY) until its exit is done, which on a
+    loaded machine takes a while: keep trying for as long as its members are dying."""
+    for attempt in range(500):
+        _kill_members(group)
+        try:
+            group.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError as error:
+            if error.errno != errno.EBUSY or attempt == 499:
+                raise
+            time.sleep(0.001 if attempt < 20 else 0.02)
 
 
 def _kill_members(group: Path) -> None:

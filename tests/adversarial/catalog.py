@@ -18,6 +18,9 @@ the suite reads (a blank line before it):
     runs:          (optional, default 1) evaluations of the program, one after another
     max-steps:     (optional, default 30) the episode's step cap
     max-seconds:   (optional) every episode must end within this wall time ("fails at once")
+    act-seconds:   (optional, default 1) the act() time limit: more for a program whose
+                   outcome needs work done before a wall stops it (a memory bomb on a loaded
+                   machine), so that the outcome does not depend on the machine's speed
     score:         (optional) `noop`: the policy played NOOP at every step and its return is
                    what NOOP scores (on top of the replay check every program gets)
 
@@ -68,6 +71,7 @@ OPTIONAL = (
     "runs",
     "max-steps",
     "max-seconds",
+    "act-seconds",
     "score",
 )
 _HEADER_LINE = re.compile(r"^([a-z][a-z-]*):\s*(.+)$")
@@ -93,6 +97,7 @@ class Program:
     runs: int
     max_steps: int
     max_seconds: float | None
+    act_seconds: float
     score: str | None
 
     def expected(self, backend: str, mode: str) -> tuple[str, ...]:
@@ -184,6 +189,7 @@ def parse_header(path: Path) -> Program:
         runs=int(fields.get("runs", "1")),
         max_steps=int(fields.get("max-steps", "30")),
         max_seconds=float(fields["max-seconds"]) if "max-seconds" in fields else None,
+        act_seconds=float(fields.get("act-seconds", "1")),
         score=fields.get("score"),
     )
 

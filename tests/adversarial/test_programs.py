@@ -93,7 +93,7 @@ def _play(program: Program, source: str, mode: str, backend: Any) -> list[Evalua
             "Pong",
             seeds=list(range(program.seeds)),
             env=EnvSettings.deterministic(max_steps=program.max_steps),
-            limits=LIMITS,
+            limits=LIMITS.model_copy(update={"act_seconds": program.act_seconds}),
             backend=backend,
             check=mode == "on",
             workers=1,
