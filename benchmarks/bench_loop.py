@@ -45,15 +45,23 @@ from engine.config import RunConfig
 from engine.loop import optimize
 from engine.proposers.mutate import MutationProposer
 from storage import Store
+def machine_cpu():
+    fields = open("/proc/stat").readline().split()[1:]
+    ticks = [int(f) for f in fields]
+    return sum(ticks) - ticks[3] - ticks[4], sum(ticks)  # busy (not idle, not iowait), all
 game, iterations, db = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 config = RunConfig(game=game, iterations=iterations, sandbox="bwrap", **json.loads(sys.argv[4]))
+(busy_before, all_before), cpu_before = machine_cpu(), time.process_time()
 started = time.monotonic()
 with Store.open(db) as store:
     outcome = optimize(store, config, MutationProposer(seed=1))
     steps = sum(e.total_steps for e in store.run_evaluations(outcome.run_id))
+busy_after, all_after = machine_cpu()
 print(json.dumps({"steps": steps, "wall": time.monotonic() - started,
                   "iterations": outcome.iterations,
-                  "busy": getattr(outcome, "slot_busy", None)}))
+                  "busy": getattr(outcome, "slot_busy", None),
+                  "machine_busy": (busy_after - busy_before) / (all_after - all_before),
+                  "coordinator_cpu": time.process_time() - cpu_before}))
 """
 
 
@@ -146,6 +154,15 @@ def report(label: str, result: dict, reference: float, cores: int) -> None:
         f"{per_hour:6.0f} iterations/h" + (f"  slots busy {busy:.0%}" if busy is not None else ""),
         flush=True,
     )
+    if "machine_busy" in result:  # where the CPU went: the steps at in-process cost, the rest
+        played = result["steps"] / reference / (cores * result["wall"])
+        coordinator = result["coordinator_cpu"] / (cores * result["wall"])
+        print(
+            f"  {'':<34} machine CPU busy {result['machine_busy']:.0%}: steps at in-process "
+            f"cost {played:.0%}, the coordinator process {coordinator:.0%}, sandboxes and "
+            f"the rest {result['machine_busy'] - played - coordinator:.0%}",
+            flush=True,
+        )
 
 
 def main() -> None:

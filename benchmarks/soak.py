@@ -47,6 +47,7 @@ from tests.engine.chaos_llm import ChaosLLM  # noqa: E402
 
 SAMPLE_SECONDS = 0.5
 TERM_DEADLINE_SECONDS = 600.0  # after SIGTERM, kill -9 if it is still running by then
+LINGER_SECONDS = 5.0  # for what a stopped process leaves to end on its own
 
 
 @dataclass
@@ -63,7 +64,7 @@ class Process:
     rss_mb: list[tuple[float, float]] = field(default_factory=list)  # (seconds since start, MB)
     traceback: bool = False
     last_error: str = ""
-    leftovers: int = 0  # processes of its session still alive after it ended
+    leftovers: list[str] = field(default_factory=list)  # its session, LINGER_SECONDS after
     integrity: str = ""
 
 
@@ -230,8 +231,26 @@ def _rss_mb(pid: int) -> float | None:
     return None
 
 
-def _reap_session(session_id: int) -> int:
-    """Processes still in the dead process's session (sandboxes it left behind): count, kill."""
+def _reap_session(session_id: int) -> list[str]:
+    """Processes still in the dead process's session (sandboxes it left behind), given
+    `LINGER_SECONDS` to end on their own (a fork server exits when it reads its pool's
+    socket closed): their command lines, and they are killed."""
+    deadline = time.monotonic() + LINGER_SECONDS
+    while True:
+        left = _session_members(session_id)
+        if not left or time.monotonic() >= deadline:
+            break
+        time.sleep(0.1)
+    names = []
+    for pid in left:
+        with contextlib.suppress(OSError):
+            names.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")[:80])
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    return [name.decode(errors="replace").strip() for name in names]
+
+
+def _session_members(session_id: int) -> list[int]:
     left = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -241,10 +260,7 @@ def _reap_session(session_id: int) -> int:
                 left.append(int(entry.name))
         except OSError:
             continue
-    for pid in left:
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
-    return len(left)
+    return left
 
 
 def _quick_check(db: Path) -> str:
@@ -298,7 +314,7 @@ def _process_line(process: Process, iterations: int) -> str:
     return (
         f"#{process.number:<3} {process.command:<6} {process.planned:<6} "
         f"{process.ended - process.started:6.1f}s rc={process.returncode}{term} "
-        f"peak {peak:.0f} MB, iterations {iterations}, left behind {process.leftovers}, "
+        f"peak {peak:.0f} MB, iterations {iterations}, left behind {len(process.leftovers)}, "
         f"check {process.integrity}{' TRACEBACK' if process.traceback else ''}"
     )
 
@@ -368,8 +384,10 @@ def _report_processes(processes: list[Process]) -> None:
     print(
         f"tracebacks: {sum(p.traceback for p in processes)}; integrity not ok: "
         f"{sum(p.integrity not in ('ok', 'no database yet') for p in processes)}; processes "
-        f"left behind after a stop: {sum(p.leftovers for p in processes)}"
+        f"left behind after a stop: {sum(len(p.leftovers) for p in processes)}"
     )
+    for name, count in Counter(name for p in processes for name in p.leftovers).most_common(5):
+        print(f"  left behind x{count}: {name}")
     errors = Counter(p.last_error[:120] for p in processes if p.last_error and p.planned != "kill")
     for line, count in errors.most_common(5):
         print(f"  stderr x{count}: {line}")
