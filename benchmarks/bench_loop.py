@@ -40,7 +40,7 @@ from sandbox.episodes import usable_cpus  # noqa: E402
 from sandbox.settings import EnvSettings  # noqa: E402
 
 RUN = """
-import json, sys, time
+import inspect, json, sys, time
 from engine.config import RunConfig
 from engine.loop import optimize
 from engine.proposers.mutate import MutationProposer
@@ -53,15 +53,26 @@ game, iterations, db = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 config = RunConfig(game=game, iterations=iterations, sandbox="bwrap", **json.loads(sys.argv[4]))
 (busy_before, all_before), cpu_before = machine_cpu(), time.process_time()
 started = time.monotonic()
+pool, kwargs = None, {}
+if "runner" in inspect.signature(optimize).parameters:  # the engine's own pool, to read its stats
+    from sandbox.backends.base import Prepare
+    from sandbox.evaluate import open_runner
+    env = config.full_env()
+    setting = (config.game, env.frameskip, env.repeat_action_probability)
+    prepare = Prepare(*setting, tuple(config.seeds))
+    pool = kwargs["runner"] = open_runner("bwrap", config.limits(), prewarm=prepare)
 with Store.open(db) as store:
-    outcome = optimize(store, config, MutationProposer(seed=1))
+    outcome = optimize(store, config, MutationProposer(seed=1), **kwargs)
     steps = sum(e.total_steps for e in store.run_evaluations(outcome.run_id))
+if pool is not None:
+    pool.close()
 busy_after, all_after = machine_cpu()
 print(json.dumps({"steps": steps, "wall": time.monotonic() - started,
                   "iterations": outcome.iterations,
                   "busy": getattr(outcome, "slot_busy", None),
                   "machine_busy": (busy_after - busy_before) / (all_after - all_before),
-                  "coordinator_cpu": time.process_time() - cpu_before}))
+                  "coordinator_cpu": time.process_time() - cpu_before,
+                  "waited": getattr(getattr(pool, "stats", None), "waited_seconds", None)}))
 """
 
 
@@ -160,7 +171,13 @@ def report(label: str, result: dict, reference: float, cores: int) -> None:
         print(
             f"  {'':<34} machine CPU busy {result['machine_busy']:.0%}: steps at in-process "
             f"cost {played:.0%}, the coordinator process {coordinator:.0%}, sandboxes and "
-            f"the rest {result['machine_busy'] - played - coordinator:.0%}",
+            f"the rest {result['machine_busy'] - played - coordinator:.0%}"
+            + (
+                f"; slots waited for a warm sandbox "
+                f"{result['waited'] / (cores * result['wall']):.0%} of the time"
+                if result.get("waited") is not None
+                else ""
+            ),
             flush=True,
         )
 
@@ -172,6 +189,13 @@ def main() -> None:
     parser.add_argument("--baseline", default="", help="commit of the sequential loop")
     parser.add_argument("--llm", action="store_true")
     parser.add_argument("--llm-delay", type=float, default=5.0)
+    parser.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help="another engine row with these RunConfig settings, e.g. '{\"concurrency\": 5}'",
+    )
     args = parser.parse_args()
     cores = len(usable_cpus())
     print(f"{time.strftime('%Y-%m-%d')}, {cores} cores, {args.iterations} iterations per run")
@@ -186,6 +210,13 @@ def main() -> None:
                 reference,
                 cores,
             )
+            for settings in args.also:
+                report(
+                    f"population engine {settings}",
+                    run_loop(game, args.iterations, ROOT, json.loads(settings)),
+                    reference,
+                    cores,
+                )
             if tree is not None:
                 old = run_loop(game, args.iterations, Path(tree.name), {})
                 report(f"sequential loop ({args.baseline})", old, reference, cores)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
@@ -46,12 +47,14 @@ class _Slot:
 
 @dataclass
 class PoolStats:
-    """What the pool did: how often a warm sandbox was ready when asked for."""
+    """What the pool did: how often a warm sandbox was ready when asked for, and how long
+    episodes waited for one (a slot that waits is idle however busy the scheduler thinks it)."""
 
     served_warm: int = 0
     served_cold: int = 0
     replaced_dead: int = 0
     warm_failures: int = 0
+    waited_seconds: float = 0.0
 
 
 class WarmPool:
@@ -139,11 +142,13 @@ class WarmPool:
         """The slot's warm sandbox if it is alive, else one started now (a warm-up that failed
         is tried once more here, so that its error reaches the caller)."""
         slot = self._slots[index]
+        asked = time.monotonic()
         slot.warming.wait()
         with self._lock:
             sandbox, slot.warm = slot.warm, None
         if sandbox is not None and sandbox.alive():
             self.stats.served_warm += 1
+            self.stats.waited_seconds += time.monotonic() - asked
         else:
             if sandbox is not None:  # died while idle: never handed out
                 sandbox.destroy()
@@ -153,6 +158,7 @@ class WarmPool:
             # One that never gets ready still plays: its episode is then reported as the
             # sandbox's crash, with the harness's stderr.
             sandbox.wait_ready(READY_SECONDS)
+            self.stats.waited_seconds += time.monotonic() - asked
         with self._lock:
             self._active.add(sandbox)
             closed = self._closed

@@ -127,6 +127,23 @@ def test_pool_warm_sandbox_killed_while_idle_is_replaced_not_used(backend) -> No
         assert pool.stats.replaced_dead == 1
 
 
+@pytest.mark.bwrap
+def test_pool_counts_the_time_episodes_wait_for_a_sandbox(backend) -> None:
+    """Nothing prewarmed: the first episode waits for a cold start, and that wait is counted
+    (it is idle time for the slot, however busy the scheduler thinks it); the second finds the
+    sandbox warmed behind the first."""
+    with WarmPool(backend, slots=1, owns_backend=False) as pool:
+        started = time.monotonic()
+        first = pool.run(_request(program("pong_tracker.py")))
+        cold_wait = pool.stats.waited_seconds
+        _wait_warm(pool)
+        second = pool.run(_request(program("pong_tracker.py"), seed=1))
+        wall = time.monotonic() - started
+    assert first.status == second.status == Status.OK, (first.error, second.error)
+    assert (pool.stats.served_cold, pool.stats.served_warm) == (1, 1)
+    assert 0.0 < cold_wait <= pool.stats.waited_seconds <= wall
+
+
 def _kill_warm(name: str, warm) -> None:
     if name == "docker":
         warm.client.api.kill(warm.container_id)
