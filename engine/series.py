@@ -2,10 +2,11 @@
 
 One point per program, in creation order (the seed program is iteration 0, each proposal the
 next one). A program's *training* score is its evaluation under the run's own env setting on
-the run's training seeds; a *held-out* score is an evaluation of the same program under the
-same env setting on seeds disjoint from the training ones. Short smoke evaluations score
-nothing here, but their steps count: the env-steps axis is every step the run played, in the
-order it played them, up to that program's evaluation.
+the run's training seeds; a *held-out* score is its evaluation on the held-out seeds, stored
+under the held-out key (`storage.encode.holdout_env_key`; runs from before the population
+engine kept them under the run's own key, on seeds disjoint from the training ones). Short
+smoke evaluations score nothing here, but their steps count: the env-steps axis is every step
+the run played, in the order it played them, up to that program's evaluation.
 
 Pure: it reads rows already fetched (`run_series` takes them), so it is tested without a
 database.
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from storage import Store
-from storage.encode import env_key
+from storage.encode import env_key, holdout_env_key
 from storage.models import Evaluation, short_id
 from storage.queries import HistoryRow
 
@@ -54,6 +55,10 @@ class RunSeries:
     def best(self) -> float | None:
         return self.points[-1].best_so_far if self.points else None
 
+    @property
+    def heldout_best(self) -> float | None:
+        return self.points[-1].heldout_best_so_far if self.points else None
+
 
 def training_seeds(config: Mapping[str, Any], evaluations: Sequence[Evaluation], key: str) -> str:
     """The seeds key of the run's training evaluations.
@@ -77,7 +82,7 @@ def run_series(
     evaluations: Sequence[Evaluation],
 ) -> RunSeries:
     """The run's points; `evaluations` are all of the run's, oldest first."""
-    key = env_key(game, env)
+    key, holdout_key = env_key(game, env), holdout_env_key(game, env)
     train_key = training_seeds(config, evaluations, key)
     train_seeds = set(train_key.split(",")) if train_key else set()
     steps_after: dict[str, int] = {}
@@ -87,6 +92,9 @@ def run_series(
     for evaluation in evaluations:
         played += int(evaluation.total_steps or 0)
         steps_after[evaluation.id] = played
+        if evaluation.env_key == holdout_key:  # the population engine's held-out seeds
+            heldout[evaluation.program_id] = evaluation
+            continue
         if evaluation.env_key != key:
             continue
         if evaluation.seeds_key == train_key:

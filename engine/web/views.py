@@ -74,6 +74,7 @@ def run_page(store: Store, run_prefix: str) -> dict[str, Any]:
     shown.sort(key=lambda event: event.id)
     history = store.history(run.id)
     points = {point.program_id: point for point in series.points}
+    islands = {pid: island for pid, island, _, _ in store.numbered_programs(run.id)}
     return {
         "run": run,
         "env": ", ".join(f"{key}={value}" for key, value in sorted((run.env or {}).items())),
@@ -105,10 +106,16 @@ def run_page(store: Store, run_prefix: str) -> dict[str, Any]:
                 "best": _score(points[row.program_id].best_so_far)
                 if row.program_id in points
                 else "-",
+                "heldout": _score(points[row.program_id].heldout)
+                if row.program_id in points
+                else "-",
+                "island": islands.get(row.program_id),
             }
             for number, row in enumerate(history)
         ],
         "best": series.best,
+        "heldout_best": series.heldout_best,
+        "has_islands": any(island for island in islands.values()),
     }
 
 

@@ -13,7 +13,7 @@ import pytest
 from engine.audit import Unreplayable, episode_log, judge
 from engine.series import run_series
 from sandbox.replay import ReplayOutcome
-from storage.encode import env_key, seeds_key
+from storage.encode import env_key, holdout_env_key, seeds_key
 from storage.models import Evaluation
 from storage.queries import HistoryRow
 
@@ -98,6 +98,25 @@ def test_series_separates_training_heldout_and_smoke_and_counts_every_step() -> 
     assert (b.score, b.best_so_far, b.heldout, b.env_steps) == (-1.0, -1.0, -2.0, 6600)
     assert (c.score, c.best_so_far, c.status, c.env_steps) == (None, -1.0, None, 6600)
     assert series.has_heldout and series.best == -1.0
+
+
+def test_series_reads_held_out_scores_stored_under_the_held_out_key() -> None:
+    """The population engine keeps held-out evaluations under `holdout_env_key`, on seeds
+    1000+, so that they never compete with training scores; the series must still find them."""
+    held = _evaluation("b", ENV, [1000, 1001, 1002], 4.0, steps=3000)
+    held.env_key = holdout_env_key("Pong", ENV)
+    evaluations = [
+        _evaluation("a", ENV, [0, 1], -5.0, steps=2000),
+        _evaluation("b", ENV, [0, 1], 6.0, steps=2000),
+        held,
+        _evaluation("c", ENV, [0, 1], 7.0, steps=2000),  # not confirmed (yet)
+    ]
+    config = {"episodes": 2, "first_seed": 0}
+    history = [_row("a"), _row("b"), _row("c")]
+    a, b, c = run_series("r" * 32, "Pong", ENV, config, history, evaluations).points
+    assert (a.heldout, b.heldout, c.heldout) == (None, 4.0, None)
+    assert (b.heldout_best_so_far, c.heldout_best_so_far, c.best_so_far) == (4.0, 4.0, 7.0)
+    assert b.env_steps == 7000
 
 
 def test_series_ignores_failed_scores_for_best_so_far() -> None:

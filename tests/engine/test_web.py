@@ -27,6 +27,7 @@ from PIL import Image
 from engine.errors import UserError
 from engine.web.app import check_host
 from storage import Store
+from storage.encode import holdout_env_key
 from tests.storage.factories import result
 
 pytestmark = pytest.mark.bwrap
@@ -238,6 +239,34 @@ def test_web_lineage_tree_links_to_program_pages(site: Site, browser: Any) -> No
     hostile.click()
     assert browser.current_url == f"{site.url}/program/{site.hostile_id}"
     assert site.hostile_id[:8] in browser.find_element(By.TAG_NAME, "h1").text
+
+
+def test_web_run_history_shows_each_programs_held_out_score(site: Site, browser: Any) -> None:
+    """The held-out column holds what the store has under the held-out key, program by
+    program, and the header quotes the best of them beside the training best."""
+    from selenium.webdriver.common.by import By
+
+    with Store.open(site.db) as store:
+        run = store.get_run(site.run_id)
+        key = holdout_env_key(run.game, run.env or {})
+        held = {
+            e.program_id: f"{e.mean_return:+.2f}"
+            for e in store.run_evaluations(site.run_id)
+            if e.env_key == key and e.status == "ok" and e.mean_return is not None
+        }
+    assert held, "the real run confirmed no program on held-out seeds"
+    browser.get(f"{site.url}/run/{site.run_id}")
+    table = browser.find_element(By.CSS_SELECTOR, "table.history")
+    header = [cell.text for cell in table.find_elements(By.CSS_SELECTOR, "thead th")]
+    column = header.index("held-out")
+    shown = {}
+    for row in table.find_elements(By.CSS_SELECTOR, "tbody tr"):
+        cells = row.find_elements(By.TAG_NAME, "td")
+        link = cells[1].find_element(By.TAG_NAME, "a").get_dom_attribute("href")
+        shown[link.rsplit("/", 1)[1]] = cells[column].text
+    assert {pid: text for pid, text in shown.items() if text != "-"} == held
+    summary = browser.find_element(By.CSS_SELECTOR, "h1 + p").text
+    assert f"(held-out {max(held.values(), key=float)})" in summary
 
 
 def test_web_program_source_with_script_shows_as_text(site: Site, browser: Any) -> None:
