@@ -54,14 +54,30 @@ def trace_of(episode: EpisodeResult) -> Trace:
 
 
 def _is_fork_server(pid: int, parent: int) -> bool:
-    """A backend's fork server (a child of this process that outlives evaluations by design:
-    it is the warm template, and runs no untrusted code). Its own children do count."""
-    if parent != os.getpid():
-        return False
+    """A backend's fork server or its policy zygote (a child of this process, and that child's
+    child, which outlive evaluations by design: they are the warm templates, and run no
+    untrusted code). Their other children do count."""
     try:
-        return b"sandbox.backends.forkserver" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        if parent == os.getpid():
+            return _runs(pid, b"sandbox.backends.forkserver")
+        # The zygote's keepers and policy processes have its command line too: only the
+        # fork server's own child is the zygote.
+        return (
+            _runs(pid, b"sandbox.runtime.policy_zygote")
+            and _parent_of(parent) == os.getpid()
+            and _runs(parent, b"sandbox.backends.forkserver")
+        )
     except OSError:
         return False
+
+
+def _runs(pid: int, module: bytes) -> bool:
+    return module in Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
+def _parent_of(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])
 
 
 def descendants() -> list[int]:

@@ -92,12 +92,6 @@ class PythonLayout:
         paths = [self.executable, self.library, self.stdlib, *self.site]
         return [path for path in paths if path and not path.startswith("/usr/")]
 
-    def policy_argv(self) -> list[str]:
-        from sandbox.runtime.harness import policy_argv
-
-        site = [policy_path(path) for path in self.site]
-        return policy_argv(policy_path(self.executable), PACKAGE_ROOT_INSIDE, site)
-
     def binds(self) -> list[str]:
         """bwrap arguments: parents first, traverse-only (0711: nothing of the host's tree
         above a bound path can be listed), then the paths, then the base site-packages
@@ -238,8 +232,6 @@ class BwrapBackend:
             "policy_uid": lease.policy_uid,
             "cpu": cgroup.cpu,
             "env": HARNESS_ENV,
-            "policy_argv": self.layout.policy_argv(),
-            "policy_env": {"PYTHONHASHSEED": "0"},
         }
 
 

@@ -257,14 +257,4 @@ class ForkedBackend:
 
 
 def _unisolated_spec() -> dict[str, Any]:
-    import site
-
-    from sandbox.runtime.harness import policy_argv
-
-    package_root = str(Path(__file__).resolve().parents[2])
-    return {
-        "isolate": False,
-        "env": {**HARNESS_ENV, "HOME": os.environ.get("HOME", "/tmp")},
-        "policy_argv": policy_argv(sys.executable, package_root, site.getsitepackages()),
-        "policy_env": {"PYTHONHASHSEED": "0"},
-    }
+    return {"isolate": False, "env": {**HARNESS_ENV, "HOME": os.environ.get("HOME", "/tmp")}}

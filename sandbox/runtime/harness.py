@@ -129,6 +129,9 @@ class Episode:
 def _start_policy(episode: Episode) -> None:
     """Hand the program to the waiting policy process and wait until its module has loaded."""
     spec, policy = episode.spec, episode.policy
+    if not policy.learn_pid(STARTUP_SECONDS):  # a forked one says who it is, first
+        episode.policy_died()
+        return
     policy.set_output_cap(spec.limits.output_bytes)
     setup = {
         "source": spec.source,

@@ -155,3 +155,12 @@ def drop_privileges(uid: int, gid: int) -> None:
     }
     if any(held.values()) or os.getuid() != uid or os.getgid() != gid:
         raise NamespaceError(0, f"privileges not fully dropped: {held}")
+
+
+def move_fds(wanted: list[int]) -> None:
+    """Put `wanted` at 3, 4, ... (inheritable) and close every other descriptor above 2: what
+    a forked process keeps of its parent's descriptors is exactly what it is given."""
+    parked = [os.dup2(fd, 1000 + index) for index, fd in enumerate(wanted)]  # clear of 3..N
+    for target, fd in enumerate(parked, start=3):
+        os.dup2(fd, target)
+    os.closerange(3 + len(wanted), os.sysconf("SC_OPEN_MAX"))

@@ -27,6 +27,7 @@ from sandbox.runtime.protocol import Status
 
 EXIT_GRACE_SECONDS = 1.0  # for a policy process that closed its pipe to finish exiting
 REPLY_OVERHEAD_BYTES = 64 << 10  # room for a traceback beside the captured output
+STATUS_BYTES = 256  # the keeper's one line: {"exit": N, "cpu": S}
 # The observation crosses to the policy once per step: orjson encodes an object-heavy one
 # (Space Invaders: ~40 objects) ~12x faster than the standard library (benchmarks/).
 _OBS_OPTIONS = orjson.OPT_APPEND_NEWLINE
@@ -75,17 +76,42 @@ class PolicyProcess:
 
     Started before the episode is known, so its interpreter start-up is off the critical path;
     it waits for its setup message. Never reused: one process, one program, one episode.
+
+    Two kinds: a child of the harness (`spawn`: docker, where the harness execs it and waits
+    for it), or forked by the policy zygote (`forked`: bwrap, `--sandbox none`), whose pid the
+    process announces in its first line and whose end its keeper reports on `status_fd`.
     """
 
-    def __init__(self, pid: int, request_fd: int, reply_fd: int) -> None:
+    def __init__(
+        self, pid: int | None, request_fd: int, reply_fd: int, status_fd: int | None = None
+    ) -> None:
         self.pid = pid
         self._request_fd = request_fd
         os.set_blocking(request_fd, False)
         self._writable = select.poll()
         self._writable.register(request_fd, select.POLLOUT)
         self.reader = ReplyReader(reply_fd, REPLY_OVERHEAD_BYTES)
+        self._status = ReplyReader(status_fd, STATUS_BYTES) if status_fd is not None else None
         self.rusage: Any = None
+        self.ended_cpu_seconds: float | None = None  # from the keeper, once it has ended
         self.exit_status: int | None = None
+
+    @classmethod
+    def forked(cls, request_fd: int, reply_fd: int, status_fd: int) -> PolicyProcess:
+        """One forked by the zygote: its pid is learnt from its first line (`learn_pid`)."""
+        return cls(None, request_fd, reply_fd, status_fd)
+
+    def learn_pid(self, timeout_seconds: float) -> bool:
+        """Read the pid a forked policy process announces before anything untrusted runs in it
+        (so its first line can be believed); False when it never came."""
+        if self.pid is not None:
+            return True
+        line = self.reader.read_line(timeout_seconds)
+        message = parse_reply(line) if line else None
+        if isinstance(message, dict) and type(message.get("pid")) is int and message["pid"] > 0:
+            self.pid = message["pid"]
+            return True
+        return False
 
     @classmethod
     def spawn(cls, argv: list[str], env: dict[str, str], user: int | None) -> PolicyProcess:
@@ -138,15 +164,21 @@ class PolicyProcess:
     def stop(self) -> None:
         """Stop talking to it, and kill it if we may (same uid: `--sandbox none`); otherwise
         the sandbox's teardown does."""
-        if self.exit_status is None:
+        if self.exit_status is None and self.pid is not None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(self.pid, signal.SIGKILL)
-        for fd in (self._request_fd, self.reader.fd):
+        fds = [self._request_fd, self.reader.fd] + ([self._status.fd] if self._status else [])
+        for fd in fds:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
     def exited_within(self, seconds: float) -> bool:
-        """Reap the process if it exits within `seconds` (it is not signalled here)."""
+        """Whether the process ended within `seconds` (it is not signalled here): reaped, or
+        reported by its keeper."""
+        if self._status is not None:
+            return self._keeper_reported(seconds)
+        if self.pid is None:
+            return False
         deadline = time.monotonic() + seconds
         while self.exit_status is None:
             pid, status, rusage = os.wait4(self.pid, os.WNOHANG)
@@ -159,10 +191,28 @@ class PolicyProcess:
             time.sleep(0.01)
         return True
 
+    def _keeper_reported(self, seconds: float) -> bool:
+        assert self._status is not None
+        if self.exit_status is None:
+            line = self._status.read_line(seconds)
+            if not line:
+                return False
+            try:
+                ended = json.loads(line)
+                self.exit_status = int(ended["exit"])
+                self.ended_cpu_seconds = float(ended["cpu"])
+            except (ValueError, KeyError, TypeError):
+                return False
+        return True
+
     def cpu_seconds(self) -> float:
-        """CPU time of the policy process: from its rusage once reaped, else from /proc."""
+        """CPU time of the policy process: from its rusage once ended, else from /proc."""
+        if self.ended_cpu_seconds is not None:
+            return self.ended_cpu_seconds
         if self.rusage is not None:
             return float(self.rusage.ru_utime + self.rusage.ru_stime)
+        if self.pid is None:
+            return 0.0
         try:  # nanoseconds on the CPU; /proc/<pid>/stat counts in 10 ms ticks
             with open(f"/proc/{self.pid}/schedstat") as schedstat:
                 return int(schedstat.read().split()[0]) / 1e9
@@ -177,6 +227,8 @@ class PolicyProcess:
 
     def peak_memory_mb(self) -> float:
         """Peak resident memory of the policy interpreter (VmHWM; read before it is reaped)."""
+        if self.pid is None:
+            return 0.0
         try:
             with open(f"/proc/{self.pid}/status") as status:
                 for line in status:
@@ -222,13 +274,16 @@ def parse_reply(line: bytes) -> int | dict[str, Any]:
     return {"protocol": "the policy process sent a reply that is neither an action nor a message"}
 
 
-def policy_argv(python: str, package_root: str, site_dirs: list[str]) -> list[str]:
-    """The policy interpreter's command line: no site, no user site, no environment-derived
-    path (the environment is cleared to PYTHONHASHSEED alone, which -I would ignore too, and
-    the episode must replay the same for the same seed); the runner's path set explicitly."""
+def policy_argv(
+    python: str,
+    package_root: str,
+    site_dirs: list[str],
+    module: str = "sandbox.runtime.policy_runner",
+) -> list[str]:
+    """The policy interpreter's command line (the runner's, or the zygote's that forks it): no
+    site, no user site, no environment-derived path (the environment is cleared to
+    PYTHONHASHSEED alone, which -I would ignore too, and the episode must replay the same for
+    the same seed); the runner's path set explicitly."""
     path = [package_root, *site_dirs]
-    boot = (
-        f"import sys; sys.path[:0] = {path!r}; "
-        "from sandbox.runtime.policy_runner import main; main()"
-    )
+    boot = f"import sys; sys.path[:0] = {path!r}; from {module} import main; main()"
     return [python, "-s", "-S", "-P", "-c", boot]

@@ -1,14 +1,17 @@
 """The untrusted side: load one policy module and answer `act(obs)` calls over a pipe.
 
-Started as a fresh interpreter for every episode, before the episode is known (the sandbox is
-warm), so no state leaks between episodes or programs; it runs under a uid of its own, in its
-own session, with an empty /tmp of its own. It confines itself (rlimits + seccomp) before
-touching the policy source, then speaks a line protocol on two inherited file descriptors:
+A new process for every episode, started before the episode is known (the sandbox is warm), so
+no state leaks between episodes or programs: an interpreter exec'd for it (docker), or a fork
+of the policy zygote, which has done the same imports and never run untrusted code (bwrap,
+`--sandbox none`; sandbox/runtime/policy_zygote.py). It runs under a uid of its own, in its own
+session, with an empty /tmp of its own. It confines itself (rlimits + seccomp) before touching
+the policy source, then speaks a line protocol on two inherited file descriptors:
 
     harness -> runner   one JSON object per line: the observation, or {"end": true}
     runner  -> harness  an action as a bare int line (the hot path), or one JSON object:
                         {"invalid": "<repr>"}, {"error": "<traceback>"}, {"memory": "..."},
-                        {"ready": true}, {"end": true, "output": "..."}
+                        {"ready": true}, {"end": true, "output": "..."}; a forked runner
+                        first says {"pid": N} (its pid in the sandbox)
 
 The first harness -> runner message is the setup: source, seed, limits.
 
@@ -170,17 +173,33 @@ def serve(channel: Channel, act: Any, n_actions: int, output: CappedText) -> Non
             return
 
 
-def main() -> None:
-    # Started warm, before its program is known: everything a policy may use is imported now,
-    # while loading native code is still possible, and then it waits for its setup.
+def preload() -> None:
+    """Import everything a policy may use, and what confines and serves it: done before the
+    program is known, while loading native code is still possible (seccomp then forbids new
+    executable memory). Nothing untrusted has run when it returns, so the interpreter can be
+    forked for each episode (sandbox/runtime/policy_zygote.py)."""
     for module in sorted(policy_rules.ALLOWED_MODULES):
         __import__(module)
+    import random  # noqa: F401
+
+    import sandbox.runtime.confine
+    import sandbox.runtime.restricted_env  # noqa: F401
+
+
+def serve_episode(request_fd: int, reply_fd: int, announce_pid: bool = False) -> None:
+    """Wait for the setup, confine this process, load the program and play its episode.
+
+    `announce_pid`: first say which pid this process has in its pid namespace (a process forked
+    by the zygote is not the harness's child, so the harness cannot know it otherwise). Sent
+    before anything untrusted runs, so the harness may believe it.
+    """
     import random
 
-    import sandbox.runtime.restricted_env  # noqa: F401
     from sandbox.runtime.confine import confine
 
-    channel = Channel(int(sys.argv[1]), int(sys.argv[2]))
+    channel = Channel(request_fd, reply_fd)
+    if announce_pid:
+        channel.send({"pid": os.getpid()})
     try:
         setup = channel.receive()
     except EOFError:  # the sandbox was torn down while warm
@@ -205,6 +224,12 @@ def main() -> None:
     channel.send({"ready": True})
     serve(channel, act, int(setup["n_actions"]), output)
     os._exit(0)  # nothing left to flush: skip the interpreter's teardown, ~100 ms
+
+
+def main() -> None:
+    """An interpreter of its own (docker): started warm, before its program is known."""
+    preload()
+    serve_episode(int(sys.argv[1]), int(sys.argv[2]))
 
 
 if __name__ == "__main__":

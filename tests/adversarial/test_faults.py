@@ -145,7 +145,7 @@ def _sandbox_init_with_a_running_episode() -> int | None:
     tree = _process_tree()
     mine = set(descendants())
     for pid, (_, _, cmdline) in tree.items():
-        if pid not in mine or "sandbox.runtime.policy_runner" not in cmdline:
+        if pid not in mine or "sandbox.runtime.policy_" not in cmdline:  # runner or zygote
             continue
         try:
             confined = "Seccomp:\t2" in Path(f"/proc/{pid}/status").read_text()

@@ -148,9 +148,13 @@ def test_hostile_program_sees_no_host_processes_or_repository(bwrap_backend) -> 
         "    except OSError:\n"
         "        repo = None\n"
         "    pids = [p for p in os.listdir('/proc') if p.isdigit()]\n"
-        "    status = open('/proc/%d/status' % os.getppid()).read().splitlines()\n"
-        "    harness_uid = int([l for l in status if l.startswith('Uid:')][0].split()[1])\n"
-        "    print(json.dumps([len(pids), os.getuid(), harness_uid, repo]))\n"
+        "    others = []\n"
+        "    for pid in pids:\n"
+        "        if int(pid) != os.getpid():\n"
+        "            status = open('/proc/%s/status' % pid).read().splitlines()\n"
+        "            uid = [l for l in status if l.startswith('Uid:')][0].split()[1]\n"
+        "            others.append(int(uid))\n"
+        "    print(json.dumps([len(pids), os.getuid(), others, os.getppid(), repo]))\n"
         "    return 0\n"
     )
     result = evaluate(
@@ -164,12 +168,43 @@ def test_hostile_program_sees_no_host_processes_or_repository(bwrap_backend) -> 
     )
     episode = result.episodes[0]
     assert episode.status == Status.OK, episode.error
-    n_pids, uid, harness_uid, repo_listing = json.loads(episode.output)
+    n_pids, uid, others, parent, repo_listing = json.loads(episode.output)
     # A uid pair of the sandbox's own: the policy's is not the harness's, nor anybody's.
-    assert uid >= UID_BASE and harness_uid >= UID_BASE and uid != harness_uid
+    harness_uids = [other for other in others if other >= UID_BASE]  # its stub and harness
+    assert uid >= UID_BASE and len(set(harness_uids)) == 1 and uid not in others
     assert n_pids <= 4  # bwrap's init, its stub, the harness, the runner: nothing from the host
+    assert parent == 0  # forked by its keeper, which stays outside the sandbox's pid namespace
     # At most the virtualenv is visible where the repository lives: no source, no database.
     assert repo_listing in (None, [], [".venv"])
+
+
+@pytest.mark.bwrap
+def test_policy_process_holds_nothing_of_the_harness(bwrap_backend) -> None:
+    """The policy interpreter is forked from a zygote that never imported the emulator stack:
+    no emulator to look ahead with, no harness module, nothing the fork server loaded."""
+    source = (
+        "import gc, json, sys\n"
+        "def act(obs):\n"
+        "    stacks = ('ale_py', 'gymnasium', 'ocatari', 'numpy', 'sandbox.runtime.harness',\n"
+        "              'sandbox.backends', 'socket')\n"
+        "    loaded = sorted(m for m in sys.modules if m.startswith(stacks))\n"
+        "    kinds = sorted({type(o).__module__ for o in gc.get_objects()\n"
+        "                    if type(o).__module__.startswith(('ale_py', 'ocatari', 'gym'))})\n"
+        "    print(json.dumps([loaded, kinds]))\n"
+        "    return 0\n"
+    )
+    result = evaluate(
+        source,
+        "Pong",
+        seeds=[0],
+        env=EnvSettings(max_steps=1),
+        limits=LIMITS,
+        backend=bwrap_backend,
+        check=False,
+    )
+    episode = result.episodes[0]
+    assert episode.status == Status.OK, episode.error
+    assert json.loads(episode.output) == [[], []]
 
 
 @pytest.mark.bwrap

@@ -15,13 +15,35 @@ score: noop
 """
 import os
 
+
+def harness_pid():
+    """The trusted harness: our parent where it execs us (docker), else the sandbox's python
+    process under the other uid of our pair (bwrap forks us from a keeper that stays outside
+    the sandbox's pid namespace, so there getppid() says 0)."""
+    parent = os.getppid()
+    if parent:
+        return parent
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as status:
+                uid = int([line for line in status if line.startswith("Uid:")][0].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                python = b"python" in cmdline.read()
+        except (OSError, IndexError, ValueError):
+            continue
+        if python and uid == os.getuid() - 1:
+            return int(entry)
+    return parent
+
 seen = []
 
 
 def act(obs):
     if not seen:
         seen.append(dict(os.environ))
-        for pid in ("self", "1", str(os.getppid())):
+        for pid in ("self", "1", str(harness_pid())):
             try:
                 with open(f"/proc/{pid}/environ", "rb") as handle:
                     seen.append((pid, handle.read()))

@@ -14,6 +14,28 @@ score: noop
 """
 import os
 
+
+def harness_pid():
+    """The trusted harness: our parent where it execs us (docker), else the sandbox's python
+    process under the other uid of our pair (bwrap forks us from a keeper that stays outside
+    the sandbox's pid namespace, so there getppid() says 0)."""
+    parent = os.getppid()
+    if parent:
+        return parent
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as status:
+                uid = int([line for line in status if line.startswith("Uid:")][0].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                python = b"python" in cmdline.read()
+        except (OSError, IndexError, ValueError):
+            continue
+        if python and uid == os.getuid() - 1:
+            return int(entry)
+    return parent
+
 done = []
 
 
@@ -32,7 +54,7 @@ def act(obs):
         lines.append((pid, cmdline[:80]))
         if b"pytest" in cmdline or b"dockerd" in cmdline:
             print("ESC" + "APED", "host process visible", pid, cmdline[:80])
-    harness = os.getppid()
+    harness = harness_pid()
     for name in ("mem", "environ", "maps", "fd/1"):
         try:
             with open(f"/proc/{harness}/{name}", "rb") as handle:

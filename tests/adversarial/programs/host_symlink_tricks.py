@@ -14,6 +14,28 @@ checker: reject
 import os
 
 
+def harness_pid():
+    """The trusted harness: our parent where it execs us (docker), else the sandbox's python
+    process under the other uid of our pair (bwrap forks us from a keeper that stays outside
+    the sandbox's pid namespace, so there getppid() says 0)."""
+    parent = os.getppid()
+    if parent:
+        return parent
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as status:
+                uid = int([line for line in status if line.startswith("Uid:")][0].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                python = b"python" in cmdline.read()
+        except (OSError, IndexError, ValueError):
+            continue
+        if python and uid == os.getuid() - 1:
+            return int(entry)
+    return parent
+
+
 def act(obs):
     last = None
     try:
@@ -23,7 +45,7 @@ def act(obs):
         last = error
     paths = [
         "/tmp/link",
-        f"/proc/{os.getppid()}/root@SENTINEL@",
+        f"/proc/{harness_pid()}/root@SENTINEL@",
         "/proc/1/root@SENTINEL@",
         "/proc/self/cwd/../..@SENTINEL@",
         "/proc/self/root/../../..@SENTINEL@",

@@ -14,6 +14,28 @@ checker: reject
 """
 
 
+def harness_pid(os):  # this program has no `import os`: it finds the module
+    """The trusted harness: our parent where it execs us (docker), else the sandbox's python
+    process under the other uid of our pair (bwrap forks us from a keeper that stays outside
+    the sandbox's pid namespace, so there getppid() says 0)."""
+    parent = os.getppid()
+    if parent:
+        return parent
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as status:
+                uid = int([line for line in status if line.startswith("Uid:")][0].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                python = b"python" in cmdline.read()
+        except (OSError, IndexError, ValueError):
+            continue
+        if python and uid == os.getuid() - 1:
+            return int(entry)
+    return parent
+
+
 def climb():
     frame = getattr(generator, "gi_frame")
     found = None
@@ -35,6 +57,6 @@ def act(obs):
     os = next(generator)
     if os is None:
         raise LookupError("no frame with os in its globals")
-    os.kill(os.getppid(), 9)
+    os.kill(harness_pid(os), 9)
     print("ESC" + "APED", "signalled the harness")
     return 0

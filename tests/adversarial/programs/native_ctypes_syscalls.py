@@ -17,12 +17,34 @@ import os
 SYS_SOCKET, SYS_FORK, SYS_KILL, SYS_PTRACE = 41, 57, 62, 101
 
 
+def harness_pid():
+    """The trusted harness: our parent where it execs us (docker), else the sandbox's python
+    process under the other uid of our pair (bwrap forks us from a keeper that stays outside
+    the sandbox's pid namespace, so there getppid() says 0)."""
+    parent = os.getppid()
+    if parent:
+        return parent
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as status:
+                uid = int([line for line in status if line.startswith("Uid:")][0].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                python = b"python" in cmdline.read()
+        except (OSError, IndexError, ValueError):
+            continue
+        if python and uid == os.getuid() - 1:
+            return int(entry)
+    return parent
+
+
 def act(obs):
     libc = ctypes.CDLL(None, use_errno=True)
     attempts = [
         (SYS_FORK,),
-        (SYS_KILL, os.getppid(), 9),
-        (SYS_PTRACE, 16, os.getppid(), 0, 0),  # PTRACE_ATTACH
+        (SYS_KILL, harness_pid(), 9),
+        (SYS_PTRACE, 16, harness_pid(), 0, 0),  # PTRACE_ATTACH
         (SYS_SOCKET, 2, 1, 0),  # AF_INET, SOCK_STREAM
     ]
     failures = []

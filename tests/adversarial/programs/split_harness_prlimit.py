@@ -18,8 +18,30 @@ import os
 import resource
 
 
+def harness_pid():
+    """The trusted harness: our parent where it execs us (docker), else the sandbox's python
+    process under the other uid of our pair (bwrap forks us from a keeper that stays outside
+    the sandbox's pid namespace, so there getppid() says 0)."""
+    parent = os.getppid()
+    if parent:
+        return parent
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as status:
+                uid = int([line for line in status if line.startswith("Uid:")][0].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                python = b"python" in cmdline.read()
+        except (OSError, IndexError, ValueError):
+            continue
+        if python and uid == os.getuid() - 1:
+            return int(entry)
+    return parent
+
+
 def act(obs):
-    harness = os.getppid()
+    harness = harness_pid()
     resource.prlimit(harness, resource.RLIMIT_NOFILE, (0, 0))
     resource.prlimit(harness, resource.RLIMIT_CPU, (0, 0))
     print("ESC" + "APED", "changed the harness's limits")

@@ -20,8 +20,30 @@ SYS_IOPRIO_SET, IOPRIO_WHO_PGRP, IOPRIO_WHO_USER = 251, 2, 3
 libc = ctypes.CDLL(None, use_errno=True)
 
 
+def harness_pid():
+    """The trusted harness: our parent where it execs us (docker), else the sandbox's python
+    process under the other uid of our pair (bwrap forks us from a keeper that stays outside
+    the sandbox's pid namespace, so there getppid() says 0)."""
+    parent = os.getppid()
+    if parent:
+        return parent
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as status:
+                uid = int([line for line in status if line.startswith("Uid:")][0].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                python = b"python" in cmdline.read()
+        except (OSError, IndexError, ValueError):
+            continue
+        if python and uid == os.getuid() - 1:
+            return int(entry)
+    return parent
+
+
 def _harness_nice() -> int:
-    with open(f"/proc/{os.getppid()}/stat") as stat:
+    with open(f"/proc/{harness_pid()}/stat") as stat:
         return int(stat.read().rsplit(")", 1)[1].split()[16])
 
 
