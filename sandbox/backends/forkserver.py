@@ -210,7 +210,16 @@ def serve_forever(control: socket.socket, zygote: Zygote) -> None:
         control.sendall(json.dumps(reply).encode())
 
 
+def ignore_stop_signals() -> None:
+    """A terminal's Ctrl-C reaches the whole foreground process group, a service manager's
+    SIGTERM the whole cgroup: this server (and the zygote) must outlive them while the run
+    finishes its episodes in flight. They end when the run closes their channel."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def main() -> None:
+    ignore_stop_signals()
     control = socket.socket(fileno=int(sys.argv[1]))
     zygote = Zygote()  # its own interpreter: it never sees what this one imports next
     import_ocatari()  # the expensive part, once

@@ -44,6 +44,8 @@ POLICY_FDS = (3, 4)  # request (read), reply (write), as policy_runner.serve_epi
 
 def _policy(spec: dict[str, Any]) -> None:
     """The policy process, forked in the sandbox: confine its surroundings, then serve."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as an exec'd interpreter has
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if spec["isolate"]:
         namespaces.private_tmpfs("/tmp", 1 << 20)
     os.setsid()
@@ -145,6 +147,9 @@ def serve_forever(requests: int, replies: int) -> None:
 
 
 def main() -> None:
+    # Like the fork server: a Ctrl-C or SIGTERM sent to the run's process group is not ours.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     requests, replies = int(sys.argv[1]), int(sys.argv[2])
     policy_runner.preload()
     serve_forever(requests, replies)

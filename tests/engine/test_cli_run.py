@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -183,6 +184,34 @@ def _wait_for_iterations(db: Path, count: int) -> None:
                     return
         time.sleep(0.2)
     raise AssertionError(f"no {count} iterations within 600 s")
+
+
+@pytest.mark.bwrap
+def test_cli_run_ctrl_c_at_a_terminal_finishes_the_episodes_in_flight(tmp_path: Path) -> None:
+    """A terminal's Ctrl-C signals the whole foreground process group: the fork server and the
+    policy zygote too. They must not die of it (they end when the run closes them), or every
+    episode in flight, and every one still to be played for the candidates in flight, would
+    be recorded `crashed`."""
+    import signal
+    import subprocess
+
+    from storage import Store
+
+    db = tmp_path / "run.db"
+    argv = _console("run", "--game", "Pong", *SHORT_RUN, "--iterations", "500")
+    argv += ["--sandbox", "bwrap", "--db", str(db)]
+    process = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    _wait_for_iterations(db, 1)
+    os.killpg(process.pid, signal.SIGINT)
+    out, err = process.communicate(timeout=600)
+    assert process.returncode == 130, err
+    assert "stopped: received SIGINT" in out and "Traceback" not in err
+    with Store.open(db) as store:
+        (run,) = store.runs()
+        statuses = [e.status for e in store.run_evaluations(run.run_id)]
+    assert statuses and "crashed" not in statuses, statuses
 
 
 @pytest.mark.bwrap
