@@ -36,6 +36,9 @@ from sandbox.settings import Limits
 
 READY_SECONDS = 120.0  # a loaded machine starting a sandbox
 STARTUP_ALLOWANCE_SECONDS = 60.0  # beyond the episode's own wall budget
+UNAVAILABLE_SECONDS = (
+    60.0  # how long a backend may be unable to start a sandbox, then it's an error
+)
 
 
 @dataclass
@@ -54,6 +57,7 @@ class PoolStats:
     served_cold: int = 0
     replaced_dead: int = 0
     warm_failures: int = 0
+    unavailable_retries: int = 0
     waited_seconds: float = 0.0
 
 
@@ -154,7 +158,7 @@ class WarmPool:
                 sandbox.destroy()
                 self.stats.replaced_dead += 1
             self.stats.served_cold += 1
-            sandbox = self.backend.start_sandbox(slot.cpu, prepare)
+            sandbox = self._start_riding_out_outages(slot.cpu, prepare)
             # One that never gets ready still plays: its episode is then reported as the
             # sandbox's crash, with the harness's stderr.
             sandbox.wait_ready(READY_SECONDS)
@@ -166,6 +170,22 @@ class WarmPool:
             self._to_reap.put(sandbox)
             raise RunnerClosed("the sandbox pool is closed")
         return sandbox
+
+    def _start_riding_out_outages(self, cpu: int | None, prepare: Prepare) -> WarmSandbox:
+        """Start a sandbox now; while the backend says it cannot (a Docker engine restarting,
+        the machine out of uid pairs for a moment), try again for up to
+        `UNAVAILABLE_SECONDS` before the error reaches the run."""
+        deadline = time.monotonic() + UNAVAILABLE_SECONDS
+        pause = 0.25
+        while True:
+            try:
+                return self.backend.start_sandbox(cpu, prepare)
+            except SandboxUnavailable:
+                if self._closed or time.monotonic() + pause > deadline:
+                    raise
+                self.stats.unavailable_retries += 1
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
 
     def _warm_next(self, index: int, prepare: Prepare) -> None:
         slot = self._slots[index]

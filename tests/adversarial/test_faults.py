@@ -306,6 +306,7 @@ def test_fault_docker_engine_lost_mid_episode_is_crashed_and_the_loop_goes_on(
         fault="Docker engine unreachable mid-episode, back a second later",
         outcome=(
             'the cut episode is recorded crashed ("the Docker engine failed this sandbox"); '
+            "a sandbox started during the outage is tried again until the engine answers; "
             "the loop goes on and finishes; the container the worker could not remove is "
             "removed once the engine is back (by the next worker or when the pool closes); "
             "none is left"
@@ -314,9 +315,48 @@ def test_fault_docker_engine_lost_mid_episode_is_crashed_and_the_loop_goes_on(
 
 
 @pytest.mark.docker
-def test_fault_docker_engine_down_between_evaluations_stops_and_resumes(
-    tmp_path: Path, docker_switch: Switch, record
+def test_fault_docker_engine_briefly_down_when_a_sandbox_starts_is_ridden_out(
+    docker_switch: Switch, record
 ) -> None:
+    """Down when the pool starts a sandbox, back two seconds later: the start is tried again
+    until the engine answers, and the episode plays. (Down for good, the error reaches the run
+    after `UNAVAILABLE_SECONDS`: the next test.)"""
+    from sandbox.backends.docker import DockerBackend
+    from sandbox.episodes import EpisodeRequest
+    from sandbox.pool import WarmPool
+    from sandbox.settings import EnvSettings, Limits
+
+    backend = DockerBackend(Limits())  # made while the engine answers
+    request = EpisodeRequest(
+        DEFAULT_PROGRAM, "Pong", 0, EnvSettings.deterministic(max_steps=30), Limits()
+    )
+    docker_switch.down()
+    back = threading.Timer(2.0, docker_switch.up)
+    back.start()
+    try:
+        with WarmPool(backend, slots=1) as pool:  # nothing prewarmed: the start is cold
+            episode = pool.run(request)
+            retries = pool.stats.unavailable_retries
+    finally:
+        back.cancel()
+        docker_switch.up()
+    assert episode.status == "ok", episode.error
+    assert retries >= 1
+    record(
+        fault="Docker engine down for 2 s when a sandbox is started",
+        outcome="the pool tries the start again until the engine answers; the episode plays",
+    )
+
+
+@pytest.mark.docker
+def test_fault_docker_engine_down_between_evaluations_stops_and_resumes(
+    tmp_path: Path, docker_switch: Switch, record, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sandbox.pool
+
+    # The pool tries again for a minute before an engine that does not come back is an error
+    # (the mid-episode test rides out a one-second outage that way): a few seconds here.
+    monkeypatch.setattr(sandbox.pool, "UNAVAILABLE_SECONDS", 3.0)
     proposer = Hooked(MutationProposer(seed=6), {1: docker_switch.down})
     config = RunConfig(**SHORT, iterations=2, sandbox="docker")
     db = tmp_path / "run.db"
@@ -340,6 +380,7 @@ def test_fault_docker_engine_down_between_evaluations_stops_and_resumes(
     record(
         fault="Docker engine down when the next evaluation starts",
         outcome=(
+            "the pool tries to start a sandbox again for a minute (3 s in this test), then "
             'optimize stops with SandboxUnavailable ("no Docker engine answers at ...") before '
             "anything is played, the run marked failed with that reason; everything committed "
             "stays; --resume continues the run"
