@@ -40,7 +40,7 @@ def main() -> None:
     limits = Limits()
     request = EpisodeRequest(POLICY, "Pong", 0, env, limits, restricted=True)
     prepare = Prepare("Pong", env.frameskip, env.repeat_action_probability, (0,))
-    with open_runner(args.backend, limits, slots=1, prewarm=prepare) as pool:  # type: ignore[arg-type]
+    with open_runner(args.backend, limits, slots=1, prewarm=prepare) as pool:
         for _ in range(5):  # warm-up: the fork server's first forks, caches
             pool.run(request)
         busy, wall, own = machine_busy_seconds(), time.monotonic(), time.process_time()
