@@ -92,6 +92,13 @@ class PythonLayout:
         paths = [self.executable, self.library, self.stdlib, *self.site]
         return [path for path in paths if path and not path.startswith("/usr/")]
 
+    def policy_view(self) -> dict[str, Any]:
+        """Where the policy process finds its interpreter inside the sandbox (the real binary;
+        under /tmp it shows at `policy_path`): the forked policy is told, so that
+        `sys.executable` names what it can see, as an exec'd one's did. (Its `sys.path` keeps
+        the zygote's host paths: everything it may import is imported already.)"""
+        return {"executable": policy_path(self.executable)}
+
     def binds(self) -> list[str]:
         """bwrap arguments: parents first, traverse-only (0711: nothing of the host's tree
         above a bound path can be listed), then the paths, then the base site-packages
@@ -232,6 +239,7 @@ class BwrapBackend:
             "policy_uid": lease.policy_uid,
             "cpu": cgroup.cpu,
             "env": HARNESS_ENV,
+            "policy_view": self.layout.policy_view(),
         }
 
 

@@ -85,7 +85,7 @@ class Zygote:
         """Have the zygote fork a keeper and a policy process for the sandbox in `spec`, with
         these ends of the policy's request, reply and status pipes (still ours to close: the
         zygote has opened its own by the time this returns)."""
-        wanted = ("isolate", "init_pid", "cgroup_procs", "policy_uid")
+        wanted = ("isolate", "init_pid", "cgroup_procs", "policy_uid", "policy_view")
         request = {
             "spec": {**{key: spec[key] for key in wanted if key in spec}, "policy_env": POLICY_ENV},
             "owner": os.getpid(),

@@ -58,13 +58,16 @@ def _policy(spec: dict[str, Any]) -> None:
     os.environ.clear()
     os.environ.update(spec["policy_env"])
     sys.argv = ["-c", *map(str, POLICY_FDS)]  # what an exec'd runner has
+    view = spec.get("policy_view")
+    if view:  # the interpreter as the sandbox shows it
+        sys.executable = view["executable"]
     policy_runner.serve_episode(*POLICY_FDS, announce_pid=True)
 
 
 def _keeper(spec: dict[str, Any], fds: list[int]) -> None:
     """Enter the sandbox, fork the policy, report how it ended."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    namespaces.move_fds(fds)  # and the zygote's control socket closed
+    namespaces.move_fds(fds)  # and the zygote's pipes to the fork server closed
     request_read, reply_write, status_write = 3, 4, 5
     if spec["isolate"]:
         for procs in spec["cgroup_procs"]:
@@ -74,9 +77,8 @@ def _keeper(spec: dict[str, Any], fds: list[int]) -> None:
     pid = os.fork()
     if pid == 0:
         try:
-            namespaces.move_fds(
-                [request_read, reply_write]
-            )  # the status pipe stays with the keeper
+            # The status pipe stays with the keeper: nothing the policy does can forge its end.
+            namespaces.move_fds([request_read, reply_write])
             _policy(spec)
         except BaseException:
             traceback.print_exc()
@@ -94,8 +96,8 @@ def _keeper(spec: dict[str, Any], fds: list[int]) -> None:
 
 
 def _spawn(spec: dict[str, Any], fds: list[int]) -> int:
-    if len(fds) != 3:
-        raise ValueError(f"a spawn needs 3 descriptors, got {len(fds)}")
+    """Fork the keeper for one sandbox; `fds` (the policy's request and reply ends, the status
+    pipe's write end) are this call's to close."""
     pid = os.fork()
     if pid == 0:
         code = 0
