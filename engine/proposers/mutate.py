@@ -16,6 +16,7 @@ from typing import ClassVar, Literal, assert_never
 
 from engine.proposers.base import Proposal, ProposalContext, ProposalOrigin
 from sandbox.checker import check_source
+from sandbox.checker.parsing import parse
 
 ORIGIN: ProposalOrigin = "mutation"
 
@@ -181,11 +182,11 @@ class MutationProposer:
         rng = _rng_for(self.seed, context.iteration, parent)
         n_actions = len(context.game.actions)
         try:
-            original = ast.unparse(ast.parse(parent))
+            original = ast.unparse(parse(parent))
         except SyntaxError:
             return Proposal(None, ORIGIN, "the parent does not parse; nothing to mutate")
         for _ in range(self.attempts):
-            tree = ast.parse(parent)
+            tree = parse(parent)
             sites = _sites(tree)
             if not sites:
                 return Proposal(None, ORIGIN, "the parent has nothing the mutator can change")

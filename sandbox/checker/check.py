@@ -20,6 +20,7 @@ from sandbox.checker.diagnostics import Findings, make_report, whole_module
 from sandbox.checker.factories import FactoryRules
 from sandbox.checker.modules import ModuleRules
 from sandbox.checker.names import NameRules
+from sandbox.checker.parsing import parse
 from sandbox.checker.scopes import Scopes
 from sandbox.checker.syntax import SyntaxRules
 from sandbox.policy_rules import MAX_SOURCE_BYTES
@@ -59,7 +60,7 @@ def _check(source: str) -> CheckReport:
             ]
         )
     try:
-        tree = ast.parse(source, POLICY_FILENAME)
+        tree = parse(source, POLICY_FILENAME)
     except (SyntaxError, ValueError) as error:  # ValueError: null bytes on some 3.11 releases
         return make_report([syntax_diagnostic(error, source)])
     findings = Findings(source)

@@ -7,6 +7,7 @@ import ast
 import re
 
 from sandbox.checker.diagnostics import Findings
+from sandbox.checker.parsing import compile_tree
 from sandbox.results import Diagnostic
 from sandbox.runtime.restricted_env import COMPILE_FLAGS, PolicyTransformer
 
@@ -41,7 +42,7 @@ def compiler_diagnostics(tree: ast.Module, source: str) -> list[Diagnostic]:
     """The compiler's late errors. Compiling an AST leaves it unchanged, so this runs before
     RestrictedPython's transformer rewrites the tree in place."""
     try:
-        compile(tree, POLICY_FILENAME, "exec", flags=COMPILE_FLAGS, dont_inherit=True)
+        compile_tree(tree, POLICY_FILENAME, COMPILE_FLAGS)
     except (SyntaxError, ValueError) as error:
         return [syntax_diagnostic(error, source)]
     return []

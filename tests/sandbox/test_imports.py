@@ -158,3 +158,31 @@ def loaded_after_importing(modules: list[str]) -> set[str]:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     return set(done.stdout.split())
+
+
+def test_host_code_converts_source_to_ast_only_under_the_lock() -> None:
+    """CPython 3.11 corrupts the AST converter's shared recursion depth when two threads convert
+    at once (`SystemError: AST constructor recursion depth mismatch`), and the engine checks,
+    extracts and mutates programs from several threads: outside the policy's own process
+    (sandbox/runtime), `ast.parse` and `compile()` of a tree happen in
+    sandbox/checker/parsing.py alone, under its lock."""
+    offenders = []
+    for package in ("engine", "sandbox", "storage"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            relative = path.relative_to(ROOT).as_posix()
+            if relative.startswith("sandbox/runtime/") or relative == "sandbox/checker/parsing.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text(), relative)):
+                if not isinstance(node, ast.Call):
+                    continue
+                function = node.func
+                direct_parse = (
+                    isinstance(function, ast.Attribute)
+                    and function.attr == "parse"
+                    and isinstance(function.value, ast.Name)
+                    and function.value.id == "ast"
+                )
+                builtin_compile = isinstance(function, ast.Name) and function.id == "compile"
+                if direct_parse or builtin_compile:
+                    offenders.append(f"{relative}:{node.lineno}")
+    assert offenders == []
