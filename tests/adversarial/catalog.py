@@ -28,7 +28,9 @@ Placeholders in the source are filled in by the test before the program runs, so
 can aim at the real host: @HOST_DIR@ (a world-readable directory on the host holding
 @SENTINEL@ and the evocade database @DB_PATH@), @REPO@ (this checkout), @TCP_PORT@ and
 @UDP_PORT@ (listeners on the host's 127.0.0.1), @SECRET_NAME@ (an environment variable set in
-the test process), @DOCKER_SOCKET@ (the Docker engine's socket on the host).
+the test process), @DOCKER_SOCKET@ (the Docker engine's socket on the host). A line
+`# @FIND_HARNESS@` gets `FIND_HARNESS` after it: a `harness_pid()` that finds the trusted
+harness wherever the backend runs it (the program must `import os`).
 
 A program that gets what it was after prints "ESC" + "APED" and what it got; the suite fails on
 that word anywhere in a result.
@@ -75,6 +77,30 @@ OPTIONAL = (
     "score",
 )
 _HEADER_LINE = re.compile(r"^([a-z][a-z-]*):\s*(.+)$")
+
+
+# The harness is the policy's parent where it execs the policy (docker); under bwrap the policy
+# is forked by a keeper outside the sandbox's pid namespace, so getppid() says 0 there, and the
+# harness is the sandbox's python process under the other uid of the policy's pair.
+FIND_HARNESS = """
+def harness_pid():
+    parent = os.getppid()
+    if parent:
+        return parent
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as status:
+                uid = int([line for line in status if line.startswith("Uid:")][0].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                python = b"python" in cmdline.read()
+        except (OSError, IndexError, ValueError):
+            continue
+        if python and uid == os.getuid() - 1:
+            return int(entry)
+    return parent
+"""
 
 
 class HeaderError(ValueError):

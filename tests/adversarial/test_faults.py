@@ -318,9 +318,9 @@ def test_fault_docker_engine_lost_mid_episode_is_crashed_and_the_loop_goes_on(
 def test_fault_docker_engine_briefly_down_when_a_sandbox_starts_is_ridden_out(
     docker_switch: Switch, record
 ) -> None:
-    """Down when the pool starts a sandbox, back two seconds later: the start is tried again
-    until the engine answers, and the episode plays. (Down for good, the error reaches the run
-    after `UNAVAILABLE_SECONDS`: the next test.)"""
+    """Down when the pool starts a sandbox, back once the pool has been refused at least once:
+    the start is tried again until the engine answers, and the episode plays. (Down for good,
+    the error reaches the run after `UNAVAILABLE_SECONDS`: the next test.)"""
     from sandbox.backends.docker import DockerBackend
     from sandbox.episodes import EpisodeRequest
     from sandbox.pool import WarmPool
@@ -331,19 +331,26 @@ def test_fault_docker_engine_briefly_down_when_a_sandbox_starts_is_ridden_out(
         DEFAULT_PROGRAM, "Pong", 0, EnvSettings.deterministic(max_steps=30), Limits()
     )
     docker_switch.down()
-    back = threading.Timer(2.0, docker_switch.up)
-    back.start()
-    try:
-        with WarmPool(backend, slots=1) as pool:  # nothing prewarmed: the start is cold
+    with WarmPool(backend, slots=1) as pool:  # nothing prewarmed: the start is cold
+
+        def back_after_a_refusal() -> None:
+            deadline = time.monotonic() + 120
+            while pool.stats.unavailable_retries == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            docker_switch.up()
+
+        restorer = threading.Thread(target=back_after_a_refusal, daemon=True)
+        restorer.start()
+        try:
             episode = pool.run(request)
-            retries = pool.stats.unavailable_retries
-    finally:
-        back.cancel()
-        docker_switch.up()
+        finally:
+            restorer.join(130)
+            docker_switch.up()
+        retries = pool.stats.unavailable_retries
     assert episode.status == "ok", episode.error
     assert retries >= 1
     record(
-        fault="Docker engine down for 2 s when a sandbox is started",
+        fault="Docker engine down when a sandbox is started, back after the first refusal",
         outcome="the pool tries the start again until the engine answers; the episode plays",
     )
 

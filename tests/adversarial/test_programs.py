@@ -27,7 +27,7 @@ import pytest
 from sandbox.evaluate import evaluate
 from sandbox.results import EvaluationResult, Status, worst
 from sandbox.settings import EnvSettings, Limits
-from tests.adversarial.catalog import MODES, Program, evidence, load_programs
+from tests.adversarial.catalog import FIND_HARNESS, MODES, Program, evidence, load_programs
 from tests.adversarial.conftest import (
     REPO,
     SECRET_NAME,
@@ -83,6 +83,7 @@ def _placeholders(host: HostFiles, listeners) -> dict[str, str]:
         "UDP_PORT": str(listeners.udp_port),
         "SECRET_NAME": SECRET_NAME,
         "DOCKER_SOCKET": docker_socket_path(),
+        "FIND_HARNESS": FIND_HARNESS,
     }
 
 

@@ -15,26 +15,8 @@ score: noop
 import os
 
 
-def harness_pid():
-    """The trusted harness: our parent where it execs us (docker), else the sandbox's python
-    process under the other uid of our pair (bwrap forks us from a keeper that stays outside
-    the sandbox's pid namespace, so there getppid() says 0)."""
-    parent = os.getppid()
-    if parent:
-        return parent
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/status") as status:
-                uid = int([line for line in status if line.startswith("Uid:")][0].split()[1])
-            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
-                python = b"python" in cmdline.read()
-        except (OSError, IndexError, ValueError):
-            continue
-        if python and uid == os.getuid() - 1:
-            return int(entry)
-    return parent
+# harness_pid(), filled in by the test (tests/adversarial/catalog.py FIND_HARNESS):
+# @FIND_HARNESS@
 
 done = []
 
