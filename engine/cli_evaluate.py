@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -246,13 +246,23 @@ def ok_mean(result: EvaluationResult) -> float | None:
     return sum(returns) / len(returns) if returns else None
 
 
+def json_result(result: EvaluationResult) -> dict[str, Any]:
+    """The `--json` object. Its `mean_return` is over the ok episodes only (null when none
+    ended ok), as in the text report: a policy that scores and then raises must not get its
+    partial return read as a score by a script. `episodes_failed` says how many are left out;
+    every episode's own return stays in `returns` and `episodes`."""
+    data = result.summary_dict()
+    data["mean_return"] = data["mean_return_ok"] = ok_mean(result)
+    data["episodes_ok"] = sum(e.status == "ok" for e in result.episodes)
+    data["episodes_failed"] = len(result.episodes) - data["episodes_ok"]
+    for episode, shown in zip(result.episodes, data["episodes"], strict=True):
+        shown["step_capped"] = step_capped(episode, result.env.max_steps)
+    return data
+
+
 def _print_result(file: Path, result: EvaluationResult, as_json: bool) -> None:
     if as_json:
-        data = result.summary_dict()
-        data["mean_return_ok"] = ok_mean(result)
-        for episode, shown in zip(result.episodes, data["episodes"], strict=True):
-            shown["step_capped"] = step_capped(episode, result.env.max_steps)
-        print(json_text(data))
+        print(json_text(json_result(result)))
     else:
         print(render_result(str(file), result))
 

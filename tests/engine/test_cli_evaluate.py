@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
-from engine.cli_evaluate import render_result
+from engine.cli_evaluate import json_result, render_result
 from sandbox.results import EpisodeResult, EvaluationResult, Status
 from sandbox.settings import EnvSettings, Limits
 from tests.conftest import PROGRAMS, backend_or_skip
@@ -147,6 +147,24 @@ def test_cli_evaluate_report_never_counts_failed_episodes_in_the_score() -> None
     assert not any(line.startswith("status ok") for line in lines)
 
 
+def test_cli_evaluate_json_mean_is_over_ok_episodes_and_says_how_many_failed() -> None:
+    """`--json` gives the same score as the text report: a script reading `mean_return` never
+    gets a mean that includes a failed episode's partial return."""
+    result = _result(
+        [
+            _episode(0, Status.OK, -21.0, 900),
+            _episode(1, Status.ERROR, 15.0, 400, error="Traceback ...\nValueError: quit"),
+            _episode(2, Status.OK, -19.0, 900),
+        ]
+    )
+    data = json.loads(json.dumps(json_result(result)))
+    assert data["mean_return"] == data["mean_return_ok"] == -20.0  # not (-21 + 15 - 19) / 3
+    assert (data["episodes_ok"], data["episodes_failed"]) == (2, 1)
+    assert data["returns"] == [-21.0, 15.0, -19.0] and data["status"] == "error"
+    only_failed = json_result(_result([_episode(0, Status.TIMEOUT, 3.0, 10)]))
+    assert only_failed["mean_return"] is None and only_failed["episodes_failed"] == 1
+
+
 def test_cli_evaluate_report_flags_step_capped_episodes() -> None:
     capped = _episode(0, Status.OK, -3.0, 300, step_capped=True)  # the harness says so
     result = _result([capped, _episode(1, Status.OK, -5.0, 120)], 300)
@@ -185,6 +203,7 @@ def test_cli_evaluate_hostile_policy_text_is_escaped_and_not_a_score(
         assert raw not in raw_json
     data = json.loads(raw_json)
     assert data["status"] == "error" and data["mean_return_ok"] is None
+    assert data["mean_return"] is None and data["episodes_failed"] == 2
     assert "status ok, mean return 21.00" in data["episodes"][0]["error"]
 
 
