@@ -8,9 +8,11 @@ cgroup memory (no swap) and pids limits, one CPU (pinned with a cpuset where the
 CPU), no host mounts, an environment of `HARNESS_ENV` only.
 
 Uids: the container starts as root with every capability dropped except CAP_SETUID,
-CAP_SETGID and CAP_SETPCAP, which the harness uses once, before any untrusted byte arrives, to
-empty the bounding set, start the policy process under a uid of its own and then drop itself to
-another (`sandbox.backends.uids`); after that nothing in the container holds any capability.
+CAP_SETGID, CAP_SETPCAP and CAP_SYS_NICE, which the harness uses once, before any untrusted
+byte arrives, to reset the scheduling and I/O priorities (nice 0, best-effort 4, as the bwrap
+zygote does), empty the bounding set, start the policy process under a uid of its own and
+then drop itself to another (`sandbox.backends.uids`); after that nothing in the container
+holds any capability.
 
 Endings: past the wall budget the container is killed (`timed_out`); the kernel's OOM killer
 acting anywhere in its cgroup shows as `oom_killed` (State.OOMKilled); a harness killed by
@@ -377,7 +379,8 @@ class DockerBackend:
             "read_only": True,
             "tmpfs": {"/tmp": "ro,nosuid,nodev,noexec,size=1m,mode=0755"},
             "cap_drop": ["ALL"],
-            "cap_add": ["SETUID", "SETGID", "SETPCAP"],  # used once by the harness (module doc)
+            # Used once by the harness (module doc); SYS_NICE to reset the priorities.
+            "cap_add": ["SETUID", "SETGID", "SETPCAP", "SYS_NICE"],
             "security_opt": ["no-new-privileges"],
             "pids_limit": self.limits.pids,
             "mem_limit": memory,

@@ -313,9 +313,9 @@ def serve(request: BinaryIO, results: BinaryIO, policy: PolicyProcess, prepared:
 
 def main() -> None:
     """A harness process of its own (docker): `--uid H --policy-uid P` (started as root with
-    only CAP_SETUID/CAP_SETGID: the policy process is started under P, then the harness drops
-    to H, before anything else happens), `--prepare GAME,FRAMESKIP,STICKY` (an emulator to
-    build before saying ready)."""
+    only CAP_SETUID/SETGID/SETPCAP/SYS_NICE: the priorities are reset, the policy process is
+    started under P, then the harness drops to H, before anything else happens), `--prepare
+    GAME,FRAMESKIP,STICKY` (an emulator to build before saying ready)."""
     results = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)  # anything a library prints goes to stderr, never into the result stream
     args = dict(zip(sys.argv[1::2], sys.argv[2::2], strict=False))
@@ -325,9 +325,13 @@ def main() -> None:
     argv = policy_argv(sys.executable, package_root, site.getsitepackages())
     policy_uid = int(args["--policy-uid"]) if "--policy-uid" in args else None
     if policy_uid is not None:
-        from sandbox.runtime.namespaces import drop_bounding_set
+        from sandbox.runtime.namespaces import drop_bounding_set, reset_priorities
 
-        drop_bounding_set()  # the permitted CAP_SETUID/SETGID stay usable until the drop below
+        # Nice 0 and I/O priority BE/4 before the policy is started (it inherits both), as the
+        # bwrap zygote does: whatever priority the engine gave the container carries over to
+        # no policy. Lowering a nice value takes CAP_SYS_NICE, held until the drop below.
+        reset_priorities()
+        drop_bounding_set()  # the permitted capabilities stay usable until the drop below
     policy = PolicyProcess.spawn(argv, {"PYTHONHASHSEED": "0"}, policy_uid)
     if "--uid" in args:
         uid = int(args["--uid"])

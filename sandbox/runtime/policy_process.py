@@ -281,9 +281,14 @@ def policy_argv(
     module: str = "sandbox.runtime.policy_runner",
 ) -> list[str]:
     """The policy interpreter's command line (the runner's, or the zygote's that forks it): no
-    site, no user site, no environment-derived path (the environment is cleared to
-    PYTHONHASHSEED alone, which -I would ignore too, and the episode must replay the same for
-    the same seed); the runner's path set explicitly."""
+    site, no user site, no environment-derived path; the runner's path set explicitly.
+
+    This is what `python -I` gives, but not `-I` itself: -I implies -E, which ignores every
+    PYTHON* variable, PYTHONHASHSEED included, and the episode must replay the same for the same
+    seed (str hashes order sets). So: -s (no user site), -S (no site at all), -P (no script
+    directory or cwd prepended to sys.path: the harness's /tmp never is sys.path[0]), and an
+    environment cleared to PYTHONHASHSEED alone, so no other variable has anything to act on.
+    tests/sandbox/test_hostile.py checks the resulting sys.flags and sys.path on both backends."""
     path = [package_root, *site_dirs]
     boot = f"import sys; sys.path[:0] = {path!r}; from {module} import main; main()"
     return [python, "-s", "-S", "-P", "-c", boot]
