@@ -116,6 +116,77 @@ def test_pool_nothing_of_one_program_reaches_the_next(backend) -> None:
     assert uid_first != uid_second
 
 
+# Ends its episode with a 3 MB message written straight to the reply pipe (the runner's own
+# cap is in the untrusted process; the harness's is not): split_reply_oversize's attack.
+REPLY_FLOOD_PROGRAM = """
+import os, sys
+steps = 0
+def act(obs):
+    global steps
+    steps += 1
+    if steps == 20:
+        os.write(int(sys.argv[2]), b'{"end": true, "output": "' + b"x" * 3_000_000 + b'"}\\n')
+    return 0
+"""
+# Prints far past the output cap at every step, through print() (the runner keeps the cap).
+PRINT_FLOOD_PROGRAM = """
+def act(obs):
+    print("y" * 100_000)
+    return 0
+"""
+
+
+def test_pool_one_flooding_episode_leaves_its_siblings_ok(backend) -> None:
+    """Round two: a policy that emitted megabytes made its siblings in the same worker come
+    back "crashed, sandbox died". Here flooding episodes and clean ones share a two-slot pool,
+    played concurrently in whatever order the scheduler gives: each flood ends on its own
+    (the harness cuts the reply: crashed; print() past the cap: ok, output cut), and every
+    clean episode is exactly what it is in a pool of its own."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    clean = program("pong_tracker.py")
+    env = EnvSettings.deterministic(max_steps=200)
+
+    def request(source: str, seed: int) -> EpisodeRequest:
+        return EpisodeRequest(source, "Pong", seed, env, Limits(), restricted=False)
+
+    with WarmPool(backend, slots=1, owns_backend=False) as pool:
+        alone = {seed: pool.run(request(clean, seed)) for seed in (0, 1)}
+    for episode in alone.values():
+        assert episode.status == Status.OK, episode.error
+    mixed = [
+        (REPLY_FLOOD_PROGRAM, 0),
+        (clean, 0),
+        (PRINT_FLOOD_PROGRAM, 1),
+        (clean, 1),
+        (REPLY_FLOOD_PROGRAM, 1),
+        (PRINT_FLOOD_PROGRAM, 0),
+        (clean, 0),
+        (clean, 1),
+    ]
+    with (
+        WarmPool(backend, slots=2, owns_backend=False) as pool,
+        ThreadPoolExecutor(max_workers=2) as threads,
+    ):
+        episodes = list(threads.map(lambda job: pool.run(request(*job)), mixed))
+    for (source, seed), episode in zip(mixed, episodes, strict=True):
+        if source is REPLY_FLOOD_PROGRAM:
+            assert episode.status == Status.CRASHED, episode.error
+            assert "sent a message of more than" in (episode.error or "")
+        elif source is PRINT_FLOOD_PROGRAM:
+            assert episode.status == Status.OK, episode.error
+            assert len(episode.output) <= Limits().output_bytes + 100
+        else:
+            assert episode.status == Status.OK, episode.error
+            expected = alone[seed]
+            assert (episode.episode_return, episode.length) == (
+                expected.episode_return,
+                expected.length,
+            )
+            assert episode.trace is not None and expected.trace is not None
+            assert episode.trace.actions == expected.trace.actions
+
+
 @pytest.mark.bwrap
 def test_pool_warm_sandbox_killed_while_idle_is_replaced_not_used(backend) -> None:
     with WarmPool(backend, slots=1, owns_backend=False) as pool:
