@@ -29,7 +29,7 @@ from sandbox.results import Status
 from sandbox.settings import EnvSettings, Limits
 from tests.conftest import backend_or_skip, program, trace_of
 from tests.sandbox.test_hostile import ENV as HOSTILE_ENV
-from tests.sandbox.test_hostile import HOSTILE
+from tests.sandbox.test_hostile import HOSTILE, limits_for
 from tests.sandbox.test_hostile import LIMITS as HOSTILE_LIMITS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -239,7 +239,7 @@ def test_docker_hostile_program_ends_with_its_status(name: str, docker_backend, 
         "Pong",
         seeds=[0],
         env=HOSTILE_ENV,
-        limits=HOSTILE_LIMITS,
+        limits=limits_for(expected),
         backend=docker_backend,
         check=False,
     )

@@ -22,6 +22,17 @@ from sandbox.settings import EnvSettings, Limits
 from tests.conftest import descendants, trace_of
 
 LIMITS = Limits(act_seconds=1.0, episode_cpu_seconds=5)
+# A memory bomb must reach the memory limit before any clock stops it: on a loaded machine
+# filling 256 MB can take longer than a 1 s act(), which made it `timeout` (issue #11, flaky).
+# The CPU rlimit (5 s) still bounds it.
+MEMORY_LIMITS = LIMITS.model_copy(update={"act_seconds": 20.0})
+
+
+def limits_for(expected: Status) -> Limits:
+    """The limits a HOSTILE program plays under: no outcome may depend on the machine's speed."""
+    return MEMORY_LIMITS if expected == Status.MEMORY else LIMITS
+
+
 ENV = EnvSettings(max_steps=50)
 
 HOSTILE = {
@@ -63,9 +74,9 @@ HOSTILE = {
 }
 
 
-def _play(source: str, backend: Backend) -> EvaluationResult:
+def _play(source: str, backend: Backend, limits: Limits = LIMITS) -> EvaluationResult:
     result = evaluate(
-        source, "Pong", seeds=[0], env=ENV, limits=LIMITS, backend=backend, check=False
+        source, "Pong", seeds=[0], env=ENV, limits=limits, backend=backend, check=False
     )
     assert len(result.episodes) == 1
     return result
@@ -75,7 +86,7 @@ def _play(source: str, backend: Backend) -> EvaluationResult:
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 def test_hostile_program_ends_with_its_status(name: str, bwrap_backend) -> None:
     source, expected = HOSTILE[name]
-    result = _play(source, bwrap_backend)
+    result = _play(source, bwrap_backend, limits_for(expected))
     episode = result.episodes[0]
     assert episode.status == expected, episode.error
     assert result.status == expected
