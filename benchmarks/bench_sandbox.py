@@ -16,9 +16,15 @@ Prints, all from this one run (these machines are shared and noisy):
     sandbox is charged its step loop only ("per step": a one-step episode's CPU subtracted) and,
     beside it, the whole episode. Medians and bests (neighbours only ever slow a run down), and
     the floor of any design with the policy in a process of its own: in-process plus one empty
-    pipe round trip a step to an idle process on the same core.
+    pipe round trip a step to an idle process on the same core;
+  - the seccomp allowlist's own cost: the protocol-alone loop against two real runners side by
+    side, one with the filter and one without, interleaved repeat by repeat (`--only seccomp`
+    prints just this). The filter-less runner exists only here: this script starts it with
+    `install_seccomp_filter` replaced in its own boot line. The sandbox has no switch for it,
+    so nothing a policy or a caller can set turns the filter off.
 
     python benchmarks/bench_sandbox.py [--steps 5000] [--repeats 3] [--backends bwrap,docker]
+                                       [--only seccomp]
 """
 
 from __future__ import annotations
@@ -304,11 +310,85 @@ def round_trip_rows(steps: int, repeats: int) -> None:
         )
 
 
+def _start_runner(argv: list[str], cpu: int):
+    """The real policy runner on `cpu`, set up with an `act()` returning 1; ready."""
+    from sandbox.runtime.policy_process import PolicyProcess, parse_reply
+
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})  # the runner inherits it: one core, as in a sandbox
+    try:
+        policy = PolicyProcess.spawn(argv, {"PYTHONHASHSEED": "0"}, None)
+    finally:
+        os.sched_setaffinity(0, before)
+    setup = {"source": "def act(obs):\n    return 1\n", "restricted": False, "seed": 0}
+    setup |= {"n_actions": 6, "memory_mb": 512, "cpu_seconds": 600, "output_bytes": 4096}
+    policy.send(setup, 60)
+    assert parse_reply(policy.reader.read_line(60) or b"") == {"ready": True}
+    return policy
+
+
+def seccomp_rows(steps: int, repeats: int) -> None:
+    """The filter's cost a step: one observation out and an action back, to a runner confined
+    by rlimits + the seccomp allowlist and to one with the rlimits only, interleaved; CPU of
+    both sides (harness thread + policy process) a step, medians."""
+    import site
+
+    from sandbox.runtime.policy_process import parse_reply, policy_argv
+
+    cpu = sorted(os.sched_getaffinity(0))[0]
+    argv = policy_argv(sys.executable, str(ROOT), site.getsitepackages())
+    boot = argv[-1].replace(
+        "from sandbox.runtime.policy_runner import main",
+        "import sandbox.runtime.confine as c; c.install_seccomp_filter = lambda: None; "
+        "from sandbox.runtime.policy_runner import main",
+    )
+    assert boot != argv[-1]
+    print(
+        f"seccomp allowlist, on vs off (protocol alone, pinned to CPU {cpu}), median of {repeats}"
+    )
+    for game in POLICIES:
+        info = get_game(game)
+        env = make_env(game, 4, 0.0)
+        env.reset(seed=0)
+        for _ in range(100):
+            env.step(1)
+        obs = build_observation(env.objects, frozenset(info.list_categories), 3)
+        env.close()
+        runners = {"on": _start_runner(argv, cpu), "off": _start_runner([*argv[:-1], boot], cpu)}
+        for name, policy in runners.items():  # the kernel's word on each: 2 = filter, 0 = none
+            status = Path(f"/proc/{policy.pid}/status").read_text()
+            mode = next(
+                line.split()[1] for line in status.splitlines() if line.startswith("Seccomp:")
+            )
+            assert mode == ("2" if name == "on" else "0"), (name, mode)
+        per_step: dict[str, list[float]] = {"on": [], "off": []}
+        try:
+            for _ in range(repeats):
+                for name, policy in runners.items():
+                    policy_started, started = policy.cpu_seconds(), time.thread_time()
+                    for _ in range(steps):
+                        policy.send(obs, 10)
+                        assert parse_reply(policy.reader.read_line(10) or b"") == 1
+                    spent = time.thread_time() - started + policy.cpu_seconds() - policy_started
+                    per_step[name].append(spent / steps * 1e6)
+        finally:
+            for policy in runners.values():
+                policy.stop()
+                policy.exited_within(5)
+        on, off = statistics.median(per_step["on"]), statistics.median(per_step["off"])
+        print(
+            f"  {game:<14} filter on {on:6.1f} us   off {off:6.1f} us a step   "
+            f"difference {on - off:+5.1f} us ({(on - off) / off * 100:+.1f}%)"
+            f"   best on {min(per_step['on']):.1f}, off {min(per_step['off']):.1f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--backends", default="bwrap,docker")
+    parser.add_argument("--only", choices=["seccomp"], help="print only these rows")
     args = parser.parse_args()
     backends: list[BackendName] = []
     for name in args.backends.split(","):
@@ -316,8 +396,12 @@ def main() -> None:
             parser.error(f"unknown backend {name!r}: use {', '.join(BACKEND_NAMES)}")
         backends.append(name)
     print(time.strftime("%Y-%m-%d %H:%M"), f"load average {os.getloadavg()[0]:.2f}")
+    if args.only == "seccomp":
+        seccomp_rows(args.steps, args.repeats)
+        return
     startup_rows(backends, args.repeats)
     round_trip_rows(args.steps, args.repeats)
+    seccomp_rows(args.steps, args.repeats)
     for backend in backends:
         throughput_rows(backend, args.steps, args.repeats)
 
