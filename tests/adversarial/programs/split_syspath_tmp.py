@@ -22,7 +22,10 @@ import sys
 
 
 def writable(path):
-    """By the mode bits (access() is not among the calls the sandbox allows)."""
+    """By the mount's flags and the mode bits (access() is not among the calls the sandbox
+    allows)."""
+    if os.statvfs(path).f_flag & os.ST_RDONLY:
+        return False
     info = os.stat(path)
     if info.st_uid == os.getuid():
         return bool(info.st_mode & 0o200)
