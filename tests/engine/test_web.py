@@ -7,6 +7,7 @@ an episode error with HTML in them), as a misbehaving LLM would leave them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -24,6 +25,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from engine.cli import main
 from engine.errors import UserError
 from engine.web.app import check_host
 from storage import Store
@@ -110,23 +112,8 @@ def site(real_run_db: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory
         untraced = store.record_evaluation(hostile.id, failed)
         program_ids = [row.program_id for row in store.history(run_id)]
         evaluation_id = store.run_evaluations(run_id)[0].id
-    port = _free_port()
     cache_dir = base / "cache"
-    log = (base / "serve.log").open("w")
-    args = [sys.executable, "-m", "engine.cli", "serve", "--db", str(db), "--port", str(port)]
-    server = subprocess.Popen([*args, "--cache-dir", str(cache_dir)], stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_DEADLINE_SECONDS
-        while True:
-            assert server.poll() is None, (base / "serve.log").read_text()
-            try:
-                if httpx.get(url + "/", timeout=10).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.2)
+    with _serving(db, cache_dir, base / "serve.log") as url:
         yield Site(
             url,
             db,
@@ -138,14 +125,38 @@ def site(real_run_db: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory
             untraced.id,
             cache_dir,
         )
-    finally:
-        server.terminate()
+
+
+@contextlib.contextmanager
+def _serving(db: Path, cache_dir: Path, log_path: Path, *options: str) -> Iterator[str]:
+    """Run the real `evocade serve` process on a free loopback port; yield its base URL once
+    it answers, stop it afterwards."""
+    port = _free_port()
+    args = [sys.executable, "-m", "engine.cli", "serve", "--db", str(db), "--port", str(port)]
+    with log_path.open("w") as log:
+        server = subprocess.Popen(
+            [*args, "--cache-dir", str(cache_dir), *options], stdout=log, stderr=log
+        )
+        url = f"http://127.0.0.1:{port}"
         try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
+            deadline = time.monotonic() + START_DEADLINE_SECONDS
+            while True:
+                assert server.poll() is None, log_path.read_text()
+                try:
+                    if httpx.get(url + "/", timeout=10).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.2)
+            yield url
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
 
 
 @pytest.fixture(scope="module")
@@ -330,3 +341,34 @@ def test_web_binds_loopback_unless_remote_is_allowed_explicitly() -> None:
     with pytest.raises(UserError, match="--allow-remote"):
         check_host("0.0.0.0", False)
     assert "anyone who can reach" in check_host("0.0.0.0", True)
+
+
+def test_web_allow_remote_admits_other_host_headers_and_only_then(
+    site: Site, tmp_path: Path
+) -> None:
+    """`--allow-remote` reaches the site: a client that names the machine by another address
+    is served. Without it (the module's server) the same request is refused."""
+    remote = {"Host": "192.0.2.50:8613"}
+    assert httpx.get(site.url + "/", headers=remote, timeout=30).status_code == 400
+    with _serving(site.db, tmp_path / "cache", tmp_path / "serve.log", "--allow-remote") as url:
+        page = httpx.get(f"{url}/run/{site.run_id}", headers=remote, timeout=30)
+        assert page.status_code == 200 and site.run_id[:8] in page.text
+
+
+def test_web_warns_before_binding_a_non_loopback_address(site: Site, capsys) -> None:
+    """192.0.2.1 (TEST-NET-1) is no address of this machine: the warning comes first, then
+    the bind fails with one clear line instead of uvicorn's log."""
+    args = ["serve", "--db", str(site.db), "--host", "192.0.2.1", "--allow-remote"]
+    assert main([*args, "--port", str(_free_port())]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("warning: serving on 192.0.2.1: anyone who can reach")
+    assert lines[1].startswith("error: cannot serve on 192.0.2.1:")
+    busy = socket.socket()
+    with busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        assert main(["serve", "--db", str(site.db), "--port", str(taken)]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"error: cannot serve on 127.0.0.1:{taken}: ")
