@@ -495,6 +495,7 @@ def test_web_program_page_shows_the_diff_feedback_and_llm_exchange(
     with Store.open(site.db, create=False) as store:
         calls = [c for c in store.llm_calls(site.llm_run_id) if c.produced_program_id]
         call = calls[0]
+        assert call.produced_program_id and call.parent_program_id
         child = store.get_program(call.produced_program_id)
         parent_id = call.parent_program_id
         built_on = store.program_llm_calls(parent_id)[1]
