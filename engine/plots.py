@@ -68,7 +68,9 @@ def plot_runs(series: Sequence[RunSeries], path: Path) -> None:
     by_iteration.legend(fontsize="small", loc="lower right")
     figure.suptitle("score per iteration and best so far")
     try:
-        figure.savefig(path, format=suffix[1:], dpi=110)
+        # SVG keeps its labels as text (searchable, selectable, smaller) instead of glyph paths
+        with matplotlib.rc_context({"svg.fonttype": "none"}):
+            figure.savefig(path, format=suffix[1:], dpi=110)
     except OSError as error:
         raise PlotError(f"cannot write {path}: {error.strerror or error}") from error
 
