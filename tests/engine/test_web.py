@@ -2,7 +2,9 @@
 `chromium` + `chromium-driver`, driven by selenium), a database from a real run.
 
 The database copy gets hostile rows first (a program source with `<script>`, an LLM reply and
-an episode error with HTML in them), as a misbehaving LLM would leave them.
+an episode error with HTML in them), as a misbehaving LLM would leave them, and a second real
+run whose proposer is the scripted LLM (tests/engine/scripted_llm.py, real HTTP), stopped by an
+env-step budget: its pages show feedback, LLM exchanges with a cost, and a budget_hit event.
 """
 
 from __future__ import annotations
