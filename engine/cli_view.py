@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -329,25 +330,47 @@ def serve_command(
 
     warning = check_host(host, allow_remote)
     if warning:
-        print(f"warning: {warning}", file=sys.stderr)
+        print(safe_line(f"warning: {warning}"), file=sys.stderr, flush=True)
     if not 0 < port < 65536:
         raise UserError(f"--port must be 1..65535 (got {port})")
     with storage_errors():
         store = Store.open_read_only(db)
     try:
-        settings = WebSettings(cache_dir=cache_dir or default_cache_dir())
+        settings = WebSettings(
+            cache_dir=cache_dir or default_cache_dir(), allow_remote=allow_remote
+        )
         app = create_app(store, settings)
+        listening = _bound_socket(host, port)
         import uvicorn
 
+        config = uvicorn.Config(app, log_level="warning", server_header=False)
         print(
-            f"serving {store.location} read-only at http://{host}:{port}/ (Ctrl-C stops)",
+            # the location comes from --db or the environment: shown, never obeyed
+            safe_line(f"serving {store.location} read-only at http://{host}:{port}/")
+            + " (Ctrl-C stops)",
             file=sys.stderr,
+            flush=True,
         )
-        uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
+        with listening:
+            uvicorn.Server(config).run(sockets=[listening])
     except OSError as error:
         raise UserError(f"cannot serve on {host}:{port}: {error.strerror or error}") from None
     finally:
         store.close()
+
+
+def _bound_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port, so that a busy port or an address this machine does not
+    have is one clear error here (uvicorn would log it and exit on its own)."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    listening = socket.socket(family, kind, proto)
+    try:
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listening.bind(address)
+    except OSError:
+        listening.close()
+        raise
+    return listening
 
 
 COMMANDS: dict[str, Callable[..., None]] = {

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.series import RunSeries, ScorePoint
+from engine.textsafe import safe_line
 
 PLOT_FORMATS = (".png", ".svg")
 
@@ -42,10 +43,9 @@ def plot_runs(series: Sequence[RunSeries], path: Path) -> None:
     colours = matplotlib.colormaps["tab10"]
     for index, run in enumerate(series):
         colour = colours(index % 10)
+        label = safe_line(run.label)  # a stored game name: no raw control character in XML
         for axes, x_of in ((by_iteration, _iteration), (by_steps, _steps)):
-            _curve(
-                axes, run.points, x_of, colour, "score", "best_so_far", f"{run.label} best so far"
-            )
+            _curve(axes, run.points, x_of, colour, "score", "best_so_far", f"{label} best so far")
             if run.has_heldout:
                 _curve(
                     axes,
@@ -54,7 +54,7 @@ def plot_runs(series: Sequence[RunSeries], path: Path) -> None:
                     colour,
                     "heldout",
                     "heldout_best_so_far",
-                    f"{run.label} held-out best",
+                    f"{label} held-out best",
                     held_out=True,
                 )
     from matplotlib.ticker import MaxNLocator
@@ -68,7 +68,9 @@ def plot_runs(series: Sequence[RunSeries], path: Path) -> None:
     by_iteration.legend(fontsize="small", loc="lower right")
     figure.suptitle("score per iteration and best so far")
     try:
-        figure.savefig(path, format=suffix[1:], dpi=110)
+        # SVG keeps its labels as text (searchable, selectable, smaller) instead of glyph paths
+        with matplotlib.rc_context({"svg.fonttype": "none"}):
+            figure.savefig(path, format=suffix[1:], dpi=110)
     except OSError as error:
         raise PlotError(f"cannot write {path}: {error.strerror or error}") from error
 

@@ -180,7 +180,9 @@ class _Pages:
         return self.page("run.html", views.run_page(self.store, request.path_params["run_id"]))
 
     def program(self, request: Request) -> Response:
-        context = views.program_page(self.store, request.path_params["program_id"])
+        context = views.program_page(
+            self.store, request.path_params["program_id"], request.query_params.get("replay")
+        )
         return self.page("program.html", context)
 
     def episode(self, request: Request) -> Response:

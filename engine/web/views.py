@@ -184,12 +184,33 @@ def _llm_call(call: Any) -> dict[str, Any]:
     }
 
 
-def program_page(store: Store, program_prefix: str) -> dict[str, Any]:
+def _replay_choice(
+    program: Program, evaluations: list[Evaluation], asked: str | None
+) -> tuple[str, int] | None:
+    """(evaluation id, episode index) from `?replay=EVALUATION:EPISODE`, or None when not
+    asked; NotFoundError when it names no episode of this program (a 404, not a guess)."""
+    if asked is None:
+        return None
+    from storage import NotFoundError
+
+    evaluation_id, _, episode = asked.partition(":")
+    found = next((e for e in evaluations if e.id == evaluation_id), None)
+    if found is None or not episode.isdigit() or int(episode) >= len(found.episodes or []):
+        raise NotFoundError(
+            f"program {short_id(program.id)} has no episode {asked!r} to replay "
+            "(expected ?replay=EVALUATION_ID:EPISODE_INDEX)"
+        )
+    return found.id, int(episode)
+
+
+def program_page(store: Store, program_prefix: str, replay: str | None = None) -> dict[str, Any]:
+    """The program page; `replay` ("EVALUATION_ID:EPISODE") embeds that episode's replay."""
     program = store.resolve_program(program_prefix)
     run = store.get_run(program.run_id)
     parent = store.get_program(program.parent_id) if program.parent_id else None
     evaluations = store.evaluations(program.id)
     produced, built_on = store.program_llm_calls(program.id)
+    chosen = _replay_choice(program, evaluations, replay)
     proposer = str((run.config or {}).get("proposer", "unknown"))
     return {
         "program": program,
@@ -214,6 +235,7 @@ def program_page(store: Store, program_prefix: str) -> dict[str, Any]:
             }
             for evaluation in evaluations
         ],
+        "replay": chosen,
         "proposer": proposer,
         "produced_by": [_llm_call(call) for call in produced],
         "feedback_calls": [_llm_call(call) for call in built_on],

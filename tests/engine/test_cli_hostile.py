@@ -195,3 +195,88 @@ def test_cli_hostile_doctor_escapes_database_location(
     for raw in RAW:
         assert raw not in out
     assert "\\x1b[2J" in out
+
+
+def _no_raw(stream: str, name: str) -> None:
+    for raw in RAW:
+        assert raw not in stream, f"{raw!r} reached the terminal from {name}"
+
+
+@pytest.mark.bwrap  # replay and verify run the real emulator on the host (no sandbox)
+def test_cli_hostile_replay_verify_and_plot_escape_stored_text(
+    hostile: Hostile, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An evaluation tampered with (hostile episode status and error, a stored length that its
+    action log does not have) is replayed, verified and plotted: the text is shown, escaped."""
+    import sqlite3
+
+    with Store.open(hostile.db) as store:
+        evaluation = store.record_evaluation(hostile.child, result([2.0], lengths=[80]))
+        game = f"Pong{FORGED}"[:60]
+        scored = store.create_run(game, PONG_ENV, {"episodes": 2, "first_seed": 0})
+        program = store.add_program(scored.id, _source(2), origin="seed")
+        store.record_evaluation(program.id, result([1.0, 3.0], game=game))
+    with sqlite3.connect(hostile.db) as connection:  # storage refuses such a status: a tamper
+        (stored,) = connection.execute(
+            "SELECT episodes FROM evaluation WHERE id = ?", (evaluation.id,)
+        ).fetchone()
+        episodes = json.loads(stored)
+        episodes[0].update(status=FORGED, error=FORGED)
+        connection.execute(
+            "UPDATE evaluation SET episodes = ? WHERE id = ?", (json.dumps(episodes), evaluation.id)
+        )
+    connection.close()
+    commands = {
+        "replay": (["replay", evaluation.id, "--out", str(tmp_path / "r.gif"), "--scale", "1"], 0),
+        "verify run": (["verify", hostile.run], 1),
+        "verify run json": (["verify", hostile.run, "--json"], 1),
+        "verify evaluation": (["verify", evaluation.id], 1),
+        "plot": (["plot", scored.id, hostile.other_run, "--out", str(tmp_path / "p.svg")], 0),
+    }
+    for name, (args, expected) in commands.items():
+        code = main([*args, "--db", str(hostile.db)])
+        captured = capsys.readouterr()
+        assert code == expected, (name, captured.out, captured.err)
+        _no_raw(captured.out + captured.err, name)
+        if name == "replay" or name == "verify evaluation":
+            assert SHOWN in captured.out, name  # the stored status, as visible escapes
+        if name == "plot":
+            assert "\\x1b[2J" in captured.out  # the runs' game names
+            from xml.etree import ElementTree
+
+            ElementTree.parse(tmp_path / "p.svg")  # well-formed: no raw control character
+            assert "\\x1b[2J" in (tmp_path / "p.svg").read_text()
+        if name.endswith("json"):
+            json.loads(captured.out)
+
+
+def test_cli_hostile_serve_escapes_the_database_location(tmp_path: Path) -> None:
+    """The one line `serve` prints names the database: a file name can carry escapes too."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    db = tmp_path / f"x{FORGED[:20]}.db"
+    with Store.open(db) as store:
+        store.create_run("Pong", PONG_ENV, {})
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = tmp_path / "serve.log"
+    args = [sys.executable, "-m", "engine.cli", "serve", "--db", str(db), "--port", str(port)]
+    with log.open("w") as sink:
+        server = subprocess.Popen(
+            [*args, "--cache-dir", str(tmp_path / "cache")], stdout=sink, stderr=sink
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while "serving" not in log.read_text() and server.poll() is None:
+                assert time.monotonic() < deadline, "serve printed nothing within 120 s"
+                time.sleep(0.2)
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+    printed = log.read_text()
+    assert "serving " in printed and "\\x1b[2J" in printed, printed
+    _no_raw(printed, "serve")

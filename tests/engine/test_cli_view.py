@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageSequence
 
 from engine.cli import main
+from engine.series import load_series
 from storage import Store
 from tests.storage.factories import PONG_ENV, policy, rejected_result, result
 
@@ -219,3 +220,123 @@ def test_cli_plot_draws_several_runs_on_one_figure(real_run_db, tmp_path, capsys
 def test_cli_view_commands_have_help_with_an_example(command: str, capsys) -> None:
     assert main([command, "--help"]) == 0
     assert f"Example: evocade {command}" in capsys.readouterr().out
+
+
+def _svg_texts(path: Path) -> list[str]:
+    """Every piece of text drawn in an SVG figure (matplotlib writes it as <text> elements)."""
+    from xml.etree import ElementTree
+
+    root = ElementTree.parse(path).getroot()
+    return [
+        "".join(node.itertext()).strip() for node in root.iter("{http://www.w3.org/2000/svg}text")
+    ]
+
+
+def test_cli_plot_svg_has_both_axes_and_the_held_out_series(real_run_db, tmp_path, capsys) -> None:
+    db, run_id = real_run_db
+    with Store.open(db, create=False) as store:
+        series = load_series(store, run_id)
+    assert series.has_heldout, "the real run confirmed no program on held-out seeds"
+    out = tmp_path / "run.svg"
+    assert main(["plot", run_id, "--out", str(out), "--db", str(db)]) == 0
+    texts = _svg_texts(out)
+    assert "iteration (program, in creation order)" in texts
+    assert "env steps played by the run" in texts  # the second panel's axis
+    assert f"{series.label} best so far" in texts
+    assert f"{series.label} held-out best" in texts  # the legend has the held-out curve
+    assert "score per iteration and best so far" in texts
+
+
+def test_cli_replay_fps_sets_the_gif_frame_duration(real_run_db, tmp_path, capsys) -> None:
+    db, _ = real_run_db
+    evaluation, _ = _evaluations(db)[0]
+    durations = {}
+    for fps in (10, 25):
+        out = tmp_path / f"fps{fps}.gif"
+        args = ["replay", evaluation, "--out", str(out), "--db", str(db), "--to", "12"]
+        assert main([*args, "--fps", str(fps), "--scale", "1"]) == 0
+        with Image.open(out) as gif:
+            durations[fps] = {gif.info["duration"] for _ in ImageSequence.Iterator(gif)}
+    assert durations == {10: {100}, 25: {40}}
+
+
+def test_cli_replay_overlay_draws_text_below_the_game(real_run_db, tmp_path, capsys) -> None:
+    """The overlay adds a bar whose text (the step counter) changes from frame to frame; the
+    game above it is the same picture as without the overlay."""
+    import numpy as np
+
+    db, _ = real_run_db
+    evaluation, _ = _evaluations(db)[0]
+    frames = {}
+    for flag in ("--overlay", "--no-overlay"):
+        out = tmp_path / f"{flag}.gif"
+        args = ["replay", evaluation, "--out", str(out), "--db", str(db), "--from", "40"]
+        assert main([*args, "--to", "42", "--scale", "1", flag]) == 0
+        with Image.open(out) as gif:
+            frames[flag] = [np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(gif)]
+    with_bar, plain = frames["--overlay"], frames["--no-overlay"]
+    assert with_bar[0].shape == (238, 160, 3) and plain[0].shape == (210, 160, 3)
+    bar = with_bar[0][210:]
+    assert len(np.unique(bar.reshape(-1, 3), axis=0)) > 2  # text drawn on the dark bar
+    assert not np.array_equal(with_bar[0][210:], with_bar[1][210:])  # "step 41" vs "step 42"
+    assert np.array_equal(with_bar[0][:210], plain[0])
+
+
+@pytest.fixture(scope="module")
+def breakout_run_db(
+    tmp_path_factory: pytest.TempPathFactory, bwrap_backend: Any
+) -> tuple[Path, str]:
+    """A real short Breakout run under the default env setting (sticky actions)."""
+    import contextlib
+    import io
+
+    path = tmp_path_factory.mktemp("breakout") / "run.db"
+    args = ["run", "--game", "Breakout", "--iterations", "2", "--episodes", "2"]
+    args += ["--max-steps", "400", "--sandbox", "bwrap", "--db", str(path), "--json"]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(args) == 0, out.getvalue()
+    return path, json.loads(out.getvalue().strip().splitlines()[-1])["run_id"]
+
+
+def test_cli_verify_passes_on_a_real_breakout_run(breakout_run_db, capsys) -> None:
+    db, run_id = breakout_run_db
+    with Store.open(db, create=False) as store:
+        run = store.get_run(run_id)
+        evaluations = store.run_evaluations(run_id)
+    assert run.game == "Breakout" and run.env["repeat_action_probability"] == 0.25
+    episodes = [e for evaluation in evaluations for e in evaluation.episodes]
+    assert len(episodes) >= 4 and any(e["return"] != 0 for e in episodes)
+    assert main(["verify", run_id, "--db", str(db), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["passed"] is True and report["mismatched"] == 0
+    assert report["matched"] == len(episodes)
+
+
+def test_cli_replay_gif_of_a_long_episode_is_strided_to_fit(
+    breakout_run_db, tmp_path, capsys
+) -> None:
+    """A 3100-step episode (Breakout without FIRE never ends) as a GIF: one frame every 3
+    steps, under the 1500-frame bound; an explicit --stride that does not fit is refused."""
+    db = tmp_path / "long.db"
+    shutil.copy(breakout_run_db[0], db)
+    with Store.open(db) as store:
+        run = store.get_run(breakout_run_db[1])
+        program = store.add_program(run.id, policy(7), origin="manual")
+        long = result([0.0], lengths=[3100], status="timeout", game="Breakout", env=run.env)
+        long["episodes"][0]["trace"] = {"actions": "0" * 3100, "rewards": [], "life_losses": []}
+        evaluation = store.record_evaluation(program.id, long)
+    out = tmp_path / "long.gif"
+    args = ["replay", evaluation.id, "--out", str(out), "--db", str(db), "--scale", "1"]
+    assert main(args) == 0
+    assert "1034 frames (one every 3 steps, to stay under 1500 GIF frames)" in (
+        capsys.readouterr().out
+    )
+    with Image.open(out) as gif:
+        # steps 0, 3, ..., 3099; each frame differs (the overlay's step counter)
+        assert gif.n_frames == 1034  # type: ignore[attr-defined]
+    assert main([*args, "--stride", "1"]) == 2
+    assert "pass --stride 3" in _one_line_error(capsys)
+    assert main([*args, "--out", str(tmp_path / "window.gif"), "--from", "100", "--to", "400"]) == 0
+    with Image.open(tmp_path / "window.gif") as gif:
+        assert gif.n_frames == 300  # type: ignore[attr-defined]  # the overlay changes each one

@@ -2,12 +2,17 @@
 `chromium` + `chromium-driver`, driven by selenium), a database from a real run.
 
 The database copy gets hostile rows first (a program source with `<script>`, an LLM reply and
-an episode error with HTML in them), as a misbehaving LLM would leave them.
+an episode error with HTML in them), as a misbehaving LLM would leave them, and a second real
+run whose proposer is the scripted LLM (tests/engine/scripted_llm.py, real HTTP), stopped by an
+env-step budget: its pages show feedback, LLM exchanges with a cost, and a budget_hit event.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
+import json
 import os
 import shutil
 import socket
@@ -24,10 +29,13 @@ import httpx
 import pytest
 from PIL import Image
 
+from engine.cli import main
 from engine.errors import UserError
+from engine.series import load_series
 from engine.web.app import check_host
 from storage import Store
 from storage.encode import holdout_env_key
+from tests.engine.scripted_llm import DEFAULT_PROGRAM, Answer, ScriptedLLM
 from tests.storage.factories import result
 
 pytestmark = pytest.mark.bwrap
@@ -69,6 +77,7 @@ class Site:
     evaluation_id: str  # a real evaluation with a trace
     untraced_id: str  # an evaluation recorded without traces
     cache_dir: Path
+    llm_run_id: str  # a second real run, proposed by the scripted LLM, stopped by a budget
 
 
 def _free_port() -> int:
@@ -110,23 +119,9 @@ def site(real_run_db: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory
         untraced = store.record_evaluation(hostile.id, failed)
         program_ids = [row.program_id for row in store.history(run_id)]
         evaluation_id = store.run_evaluations(run_id)[0].id
-    port = _free_port()
+    llm_run_id = _llm_run(db, base)
     cache_dir = base / "cache"
-    log = (base / "serve.log").open("w")
-    args = [sys.executable, "-m", "engine.cli", "serve", "--db", str(db), "--port", str(port)]
-    server = subprocess.Popen([*args, "--cache-dir", str(cache_dir)], stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_DEADLINE_SECONDS
-        while True:
-            assert server.poll() is None, (base / "serve.log").read_text()
-            try:
-                if httpx.get(url + "/", timeout=10).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.2)
+    with _serving(db, cache_dir, base / "serve.log") as url:
         yield Site(
             url,
             db,
@@ -137,15 +132,70 @@ def site(real_run_db: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory
             evaluation_id,
             untraced.id,
             cache_dir,
+            llm_run_id,
         )
-    finally:
-        server.terminate()
+
+
+def _scripted_program(number: int) -> str:
+    """The scripted LLM's program number `number`: one line differs from any other's."""
+    return DEFAULT_PROGRAM.replace("return 0\n", f"return 0  # scripted change {number}\n", 1)
+
+
+def _llm_run(db: Path, base: Path) -> str:
+    """A real short run into `db` whose proposer is the LLM (the scripted server over real
+    HTTP), with a price table (so calls have a cost) and an env-step budget it hits (so the
+    run has a budget_hit event); its run id."""
+    answers = [
+        Answer(
+            f"Try this.\n```python\n{_scripted_program(n)}```\n",
+            prompt_tokens=500 + n,
+            completion_tokens=100 + n,
+        )
+        for n in range(8)
+    ]
+    config = base / "prices.toml"
+    config.write_text("[prices]\nscripted = [1000.0, 2000.0]\n")
+    out = io.StringIO()
+    with ScriptedLLM(answers) as llm, pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OPENAI_API_KEY", "test")
+        args = ["run", "--game", "Pong", "--model", "scripted", "--base-url", llm.base_url]
+        args += ["--iterations", "4", "--episodes", "1", "--max-steps", "300"]
+        args += ["--max-env-steps", "1500", "--sandbox", "bwrap", "--config", str(config)]
+        with contextlib.redirect_stdout(out):
+            assert main([*args, "--db", str(db), "--json"]) == 0, out.getvalue()
+    return str(json.loads(out.getvalue().strip().splitlines()[-1])["run_id"])
+
+
+@contextlib.contextmanager
+def _serving(db: Path, cache_dir: Path, log_path: Path, *options: str) -> Iterator[str]:
+    """Run the real `evocade serve` process on a free loopback port; yield its base URL once
+    it answers, stop it afterwards."""
+    port = _free_port()
+    args = [sys.executable, "-m", "engine.cli", "serve", "--db", str(db), "--port", str(port)]
+    with log_path.open("w") as log:
+        server = subprocess.Popen(
+            [*args, "--cache-dir", str(cache_dir), *options], stdout=log, stderr=log
+        )
+        url = f"http://127.0.0.1:{port}"
         try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
+            deadline = time.monotonic() + START_DEADLINE_SECONDS
+            while True:
+                assert server.poll() is None, log_path.read_text()
+                try:
+                    if httpx.get(url + "/", timeout=10).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.2)
+            yield url
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
 
 
 @pytest.fixture(scope="module")
@@ -224,8 +274,9 @@ def test_web_runs_list_shows_a_sparkline_per_run(site: Site, browser: Any) -> No
 
     browser.get(site.url + "/")
     rows = browser.find_elements(By.CSS_SELECTOR, "table.runs tbody tr")
-    assert len(rows) == 1
-    assert rows[0].find_elements(By.CSS_SELECTOR, "svg.spark polyline")
+    assert len(rows) == 2  # the mutate run and the LLM run
+    for row in rows:
+        assert row.find_elements(By.CSS_SELECTOR, "svg.spark polyline")
 
 
 def test_web_lineage_tree_links_to_program_pages(site: Site, browser: Any) -> None:
@@ -318,6 +369,44 @@ def test_web_replay_is_rendered_on_demand_and_cached(site: Site) -> None:
         assert client.get(f"/replay/{site.evaluation_id}/7.gif").status_code == 409
 
 
+def test_web_binds_loopback_unless_remote_is_allowed_explicitly() -> None:
+    assert check_host("127.0.0.1", False) == "" and check_host("::1", False) == ""
+    with pytest.raises(UserError, match="--allow-remote"):
+        check_host("0.0.0.0", False)
+    assert "anyone who can reach" in check_host("0.0.0.0", True)
+
+
+def test_web_allow_remote_admits_other_host_headers_and_only_then(
+    site: Site, tmp_path: Path
+) -> None:
+    """`--allow-remote` reaches the site: a client that names the machine by another address
+    is served. Without it (the module's server) the same request is refused."""
+    remote = {"Host": "192.0.2.50:8613"}
+    assert httpx.get(site.url + "/", headers=remote, timeout=30).status_code == 400
+    with _serving(site.db, tmp_path / "cache", tmp_path / "serve.log", "--allow-remote") as url:
+        page = httpx.get(f"{url}/run/{site.run_id}", headers=remote, timeout=30)
+        assert page.status_code == 200 and site.run_id[:8] in page.text
+
+
+def test_web_warns_before_binding_a_non_loopback_address(site: Site, capsys) -> None:
+    """192.0.2.1 (TEST-NET-1) is no address of this machine: the warning comes first, then
+    the bind fails with one clear line instead of uvicorn's log."""
+    args = ["serve", "--db", str(site.db), "--host", "192.0.2.1", "--allow-remote"]
+    assert main([*args, "--port", str(_free_port())]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("warning: serving on 192.0.2.1: anyone who can reach")
+    assert lines[1].startswith("error: cannot serve on 192.0.2.1:")
+    busy = socket.socket()
+    with busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        assert main(["serve", "--db", str(site.db), "--port", str(taken)]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"error: cannot serve on 127.0.0.1:{taken}: ")
+
+
 def test_web_never_writes_the_database(site: Site) -> None:
     """Runs last in this module: every request above has been served by now."""
     assert _sha256(site.db) == site.db_sha256
@@ -325,8 +414,135 @@ def test_web_never_writes_the_database(site: Site) -> None:
         assert len(store.history(site.run_id)) == len(site.program_ids)
 
 
-def test_web_binds_loopback_unless_remote_is_allowed_explicitly() -> None:
-    assert check_host("127.0.0.1", False) == "" and check_host("::1", False) == ""
-    with pytest.raises(UserError, match="--allow-remote"):
-        check_host("0.0.0.0", False)
-    assert "anyone who can reach" in check_host("0.0.0.0", True)
+# -- what each page shows, against what the store holds --------------------------------------
+
+
+def _program_of(db: Path, evaluation_id: str) -> str:
+    with Store.open(db, create=False) as store:
+        return store.get_evaluation(evaluation_id).program_id
+
+
+def test_web_program_page_embeds_the_replay_asked_for(site: Site, browser: Any) -> None:
+    """ "watch" opens the replay inline on the program page (no script: a query parameter
+    picks the episode); the image is the stored episode, frame for frame."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    program = _program_of(site.db, site.evaluation_id)
+    browser.get(f"{site.url}/program/{program}")
+    assert browser.find_elements(By.CSS_SELECTOR, "img.replay") == []  # only when asked
+    watch = browser.find_element(
+        By.CSS_SELECTOR, f"a[href^='/program/{program}?replay={site.evaluation_id}:0']"
+    )
+    watch.click()
+    assert browser.current_url.endswith(f"?replay={site.evaluation_id}:0#replay")
+    (image,) = browser.find_elements(By.CSS_SELECTOR, "tr.replay img.replay")
+    WebDriverWait(browser, REPLAY_DEADLINE_SECONDS).until(
+        lambda driver: driver.execute_script(
+            "return arguments[0].complete && arguments[0].naturalWidth", image
+        )
+    )
+    assert browser.execute_script("return arguments[0].naturalWidth", image) == 320
+    assert _console_errors(browser) == []
+    source = image.get_dom_attribute("src")
+    assert source == f"/replay/{site.evaluation_id}/0.gif"
+    with Store.open(site.db, create=False) as store:
+        length = store.get_evaluation(site.evaluation_id).episodes[0]["length"]
+    gif = httpx.get(site.url + source, timeout=REPLAY_DEADLINE_SECONDS)
+    with Image.open(BytesIO(gif.content)) as frames:
+        assert frames.n_frames == length  # type: ignore[attr-defined]
+    for wrong in (f"{site.evaluation_id}:9", f"{site.untraced_id}:0", "nonsense"):
+        page = httpx.get(f"{site.url}/program/{program}", params={"replay": wrong}, timeout=30)
+        assert page.status_code == 404 and "no episode" in page.text, wrong
+
+
+def test_web_run_page_curve_has_one_point_per_scored_program(site: Site, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    for run_id in (site.run_id, site.llm_run_id):
+        with Store.open(site.db, create=False) as store:
+            series = load_series(store, run_id)
+        scored = sorted(p.program_id for p in series.points if p.score is not None)
+        held = [p for p in series.points if p.heldout is not None]
+        assert scored and held, run_id
+        browser.get(f"{site.url}/run/{run_id}")
+        dots = browser.find_elements(By.CSS_SELECTOR, "svg.curve a circle.score")
+        links = browser.find_elements(By.CSS_SELECTOR, "svg.curve a")
+        assert len(dots) == len(scored)
+        assert sorted(a.get_dom_attribute("href").rsplit("/", 1)[1] for a in links) == scored
+        assert len(browser.find_elements(By.CSS_SELECTOR, "svg.curve rect.heldout")) == len(held)
+        assert browser.find_elements(By.CSS_SELECTOR, "svg.curve polyline.best")
+
+
+def test_web_run_page_lists_the_budget_event(site: Site, browser: Any) -> None:
+    """Every event but the per-proposal iterations is listed; a budget hit is highlighted."""
+    from selenium.webdriver.common.by import By
+
+    with Store.open(site.db, create=False) as store:
+        stored = [(e.kind, e.message) for e in store.events(site.llm_run_id)]
+    assert any(kind == "budget_hit" for kind, _ in stored), stored
+    browser.get(f"{site.url}/run/{site.llm_run_id}")
+    rows = browser.find_elements(By.CSS_SELECTOR, "table.events tbody tr")
+    shown = [tuple(cell.text for cell in row.find_elements(By.TAG_NAME, "td"))[1:] for row in rows]
+    assert shown == [event for event in stored if event[0] != "iteration"]
+    (budget,) = [row for row in rows if row.find_elements(By.XPATH, "td[2][.='budget_hit']")]
+    assert "notable" in budget.get_dom_attribute("class")
+
+
+def test_web_program_page_shows_the_diff_feedback_and_llm_exchange(
+    site: Site, browser: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    with Store.open(site.db, create=False) as store:
+        calls = [c for c in store.llm_calls(site.llm_run_id) if c.produced_program_id]
+        call = calls[0]
+        assert call.produced_program_id and call.parent_program_id
+        child = store.get_program(call.produced_program_id)
+        parent_id = call.parent_program_id
+        built_on = store.program_llm_calls(parent_id)[1]
+    assert child.parent_id == parent_id and call.cost and call.latency_seconds
+
+    browser.get(f"{site.url}/program/{child.id}")
+    added = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "pre.diff span.add")]
+    changed = next(line for line in child.source.splitlines() if "scripted change" in line)
+    assert "+" + changed in added
+    (exchange,) = browser.find_elements(By.CSS_SELECTOR, "section.exchange")
+    prompt, response = exchange.find_elements(By.TAG_NAME, "pre")
+    assert prompt.get_attribute("textContent") == call.prompt
+    assert response.get_attribute("textContent") == call.response
+    summary = exchange.find_element(By.TAG_NAME, "p").text
+    assert f"tokens in {call.tokens_in}, out {call.tokens_out}" in summary
+    assert f"cost {call.cost:.6f}" in summary and f"latency {call.latency_seconds:.2f} s" in summary
+    assert _console_errors(browser) == []
+
+    browser.get(f"{site.url}/program/{parent_id}")
+    feedback = browser.find_elements(By.CSS_SELECTOR, "details.exchange pre")
+    assert built_on and len(feedback) == len(built_on)
+    assert sorted(pre.get_attribute("textContent") for pre in feedback) == sorted(
+        c.prompt for c in built_on
+    )
+    assert all("Feedback" in c.prompt for c in built_on)  # the feedback, inside the prompt
+
+
+def test_web_episode_rows_hold_the_stored_values(site: Site, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    checked = 0
+    with Store.open(site.db, create=False) as store:
+        programs = {e.program_id for e in store.run_evaluations(site.run_id)}
+        expected = {pid: store.evaluations(pid) for pid in programs}
+    for program_id, evaluations in expected.items():
+        browser.get(f"{site.url}/program/{program_id}")
+        sections = browser.find_elements(By.CSS_SELECTOR, "section.evaluation")
+        assert len(sections) == len(evaluations)
+        for section, evaluation in zip(sections, evaluations, strict=True):
+            assert evaluation.id[:8] in section.find_element(By.TAG_NAME, "h3").text
+            rows = section.find_elements(By.CSS_SELECTOR, "table.episodes tbody tr:not(.detail)")
+            shown = [[c.text for c in row.find_elements(By.TAG_NAME, "td")][1:5] for row in rows]
+            assert shown == [
+                [str(e["seed"]), e["status"], f"{float(e['return']):g}", str(e["length"])]
+                for e in evaluation.episodes
+            ]
+            checked += len(rows)
+    assert checked >= 4
