@@ -43,6 +43,7 @@ from typing import Any
 from sandbox.backends.base import SandboxUnavailable
 from sandbox.backends.cgroups import SandboxCgroup, enter_argv, reap_stale_groups
 from sandbox.backends.uids import UidLease
+from sandbox.names import BackendKind
 from sandbox.runtime.constants import HARNESS_ENV
 
 PACKAGE_ROOT_INSIDE = "/opt/evocade"  # the `sandbox` package shows at /opt/evocade/sandbox
@@ -171,7 +172,7 @@ def _parents(path: str) -> list[str]:
 class BwrapBackend:
     """Builds bwrap sandboxes; the pool asks the fork server to fill them."""
 
-    name = "bwrap"
+    name: BackendKind = "bwrap"
     isolate = True
 
     def __init__(self, memory_mb: int, pids: int, tmpfs_mb: int) -> None:

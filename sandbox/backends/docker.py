@@ -64,6 +64,7 @@ from sandbox.backends.docker_stale import (
     retry_removals,
 )
 from sandbox.backends.uids import UidLease, lease_uids
+from sandbox.names import BackendKind
 from sandbox.runtime.constants import EMPTY_TMP_BYTES, HARNESS_ENV
 from sandbox.settings import Limits
 
@@ -243,7 +244,7 @@ class DockerSandbox:
 
 
 class DockerBackend:
-    name = "docker"
+    name: BackendKind = "docker"
 
     def __init__(self, limits: Limits, image: str | None = None) -> None:
         self.limits = limits

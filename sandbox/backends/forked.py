@@ -31,6 +31,7 @@ from sandbox.backends.base import (
 from sandbox.backends.bwrap import BwrapBackend, Stub, start_stub
 from sandbox.backends.cgroups import SandboxCgroup
 from sandbox.backends.uids import UidLease, lease_uids
+from sandbox.names import BackendKind
 from sandbox.runtime.constants import HARNESS_ENV, MAX_MESSAGE_BYTES
 
 SERVER_START_SECONDS = 120.0  # a cold machine importing the emulator stack
@@ -220,7 +221,7 @@ class ForkedBackend:
 
     def __init__(self, walls: BwrapBackend | None) -> None:
         self.walls = walls
-        self.name = walls.name if walls else "none"
+        self.name: BackendKind = walls.name if walls else "none"
         self._server: ForkServer | None = None
         self._server_lock = threading.Lock()
 
