@@ -129,7 +129,7 @@ class Run(Base):
     game: Mapped[str] = mapped_column(String(64))
     env: Mapped[dict[str, Any]]
     config: Mapped[dict[str, Any]]
-    status: Mapped[str] = mapped_column(String(16), default="running")
+    status: Mapped[RunStatus] = mapped_column(String(16), default="running")
     head_program_id: Mapped[str | None] = mapped_column(ForeignKey("program.id", use_alter=True))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
