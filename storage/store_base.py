@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
 from sqlalchemy import Engine
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
 from storage.db import Location, make_sessionmaker, translate_errors, writer
 from storage.encode import RESPONSE_CAP_BYTES
-from storage.errors import InvalidInputError, NotFoundError
+from storage.errors import InvalidInputError, NotFoundError, StorageError
 from storage.leases import PidAlive, pid_alive
 from storage.models import Base, Program, Run, short_id
 
@@ -73,6 +74,20 @@ class StoreBase:
         if row is None:
             raise NotFoundError(f"no {what} matches {row_id!r}")
         return row
+
+    @staticmethod
+    def _written_or_raced(write: Callable[[], Row], find: Callable[[], Row | None]) -> Row:
+        """The row `write()` stores; or, when the insert failed on a unique key because another
+        writer stored the same row between our lookup and our insert, that row (`find()`)."""
+        try:
+            return write()
+        except StorageError as error:
+            if not isinstance(error.__cause__, sa_exc.IntegrityError):
+                raise
+            raced = find()
+            if raced is None:
+                raise
+            return raced
 
     @staticmethod
     def _run(session: Session, run_id: str) -> Run:

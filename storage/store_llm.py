@@ -6,14 +6,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from sqlalchemy import exc as sa_exc
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from storage.encode import cap_text, storable_text
-from storage.errors import AppendOnlyError, InvalidInputError, NotFoundError, StorageError
+from storage.errors import AppendOnlyError, InvalidInputError, NotFoundError
 from storage.models import LlmCall, LlmPrompt, Run, new_id, short_id, utcnow
 from storage.store_base import StoreBase, source_sha256
 
@@ -67,7 +66,8 @@ class LlmMixin(StoreBase):
         if existing is not None:
             return existing
         kept, cut = self._capped_response(exchange.response)
-        try:
+
+        def write() -> LlmCall:
             with self._write() as session:
                 run = self._run(session, run_id)
                 self._check_call_programs(session, run, parent_program_id, produced_program_id)
@@ -88,11 +88,8 @@ class LlmMixin(StoreBase):
                 )
                 session.add(call)
             return call
-        except StorageError as error:
-            raced = self._raced_call(error, run_id, call_id)
-            if raced is None:
-                raise
-            return raced
+
+        return self._written_or_raced(write, lambda: self._existing_call(run_id, call_id))
 
     def _capped_response(self, response: str | None) -> tuple[str | None, int]:
         """The response as stored (cut to `response_cap_bytes`) and how many bytes were cut."""
@@ -105,13 +102,6 @@ class LlmMixin(StoreBase):
         for pid in program_ids:
             if pid is not None:
                 self._check_same_run(self._program(session, pid), run)
-
-    def _raced_call(self, error: StorageError, run_id: str, call_id: str) -> LlmCall | None:
-        """The row another writer recorded with the same call id between our lookup and
-        insert, when that is what made the insert fail (a unique-key violation); else None."""
-        if not isinstance(error.__cause__, sa_exc.IntegrityError):
-            return None
-        return self._existing_call(run_id, call_id)
 
     def _existing_call(self, run_id: str, call_id: str) -> LlmCall | None:
         with self._read() as session:
