@@ -29,49 +29,31 @@ import os
 import random
 import shutil
 import signal
-import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from storage import Store  # noqa: E402
+from soak_report import (  # noqa: E402  (a sibling script: its directory is on sys.path)
+    Process,
+    Totals,
+    db_bytes,
+    iterations_in,
+    process_line,
+    quick_check,
+    report,
+    run_id_in,
+)
+
 from tests.engine.chaos_llm import ChaosLLM  # noqa: E402
 
 SAMPLE_SECONDS = 0.5
 TERM_DEADLINE_SECONDS = 600.0  # after SIGTERM, kill -9 if it is still running by then
 LINGER_SECONDS = 5.0  # for what a stopped process leaves to end on its own
-
-
-@dataclass
-class Process:
-    """One `evocade run` process: how it ended, and its RSS over time."""
-
-    number: int
-    command: str  # "new" | "resume"
-    planned: str  # "kill" | "term" | "finish"
-    started: float
-    ended: float = 0.0
-    returncode: int | None = None
-    term_to_exit_seconds: float | None = None
-    rss_mb: list[tuple[float, float]] = field(default_factory=list)  # (seconds since start, MB)
-    traceback: bool = False
-    last_error: str = ""
-    leftovers: list[str] = field(default_factory=list)  # its session, LINGER_SECONDS after
-    integrity: str = ""
-
-
-@dataclass
-class Totals:
-    processes: list[Process] = field(default_factory=list)
-    iterations_over_time: list[tuple[float, int, int]] = field(default_factory=list)  # t, it, B
 
 
 def main() -> None:
@@ -90,22 +72,22 @@ def main() -> None:
     deadline = started + args.max_hours * 3600
     try:
         while time.monotonic() < deadline:
-            run_id = _run_id(db)
-            done = _iterations(db, run_id)
+            run_id = run_id_in(db)
+            done = iterations_in(db, run_id)
             if done >= args.iterations:
                 break
             process = _one_process(args, rng, db, run_id, chaos.base_url, len(totals.processes))
             totals.processes.append(process)
-            run_id = _run_id(db)
+            run_id = run_id_in(db)
             totals.iterations_over_time.append(
-                (time.monotonic() - started, _iterations(db, run_id), _db_bytes(db))
+                (time.monotonic() - started, iterations_in(db, run_id), db_bytes(db))
             )
-            print(_process_line(process, totals.iterations_over_time[-1][1]), flush=True)
+            print(process_line(process, totals.iterations_over_time[-1][1]), flush=True)
     finally:
         served, kinds = chaos.served, chaos.counts()
         chaos.stop()
     wall = time.monotonic() - started
-    _report(args, db, totals, wall, served, kinds)
+    report(args, db, totals, wall, served, kinds)
     if args.db is None and not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -172,7 +154,7 @@ def _one_process(
     lines = [line for line in text.splitlines() if line.strip()]
     process.last_error = next((line for line in reversed(lines) if line.startswith("error:")), "")
     process.leftovers = _reap_session(child.pid)
-    process.integrity = _quick_check(db)
+    process.integrity = quick_check(db)
     return process
 
 
@@ -261,146 +243,6 @@ def _session_members(session_id: int) -> list[int]:
         except OSError:
             continue
     return left
-
-
-def _quick_check(db: Path) -> str:
-    if not db.exists():
-        return "no database yet"
-    connection = sqlite3.connect(db, timeout=30)
-    try:
-        return str(connection.execute("PRAGMA quick_check").fetchone()[0])
-    except sqlite3.Error as error:
-        return f"error: {error}"
-    finally:
-        connection.close()
-
-
-def _run_id(db: Path) -> str | None:
-    if not db.exists():
-        return None
-    try:
-        with Store.open(db, create=False) as store:
-            runs = store.runs()
-    except Exception:  # not created yet (killed during start-up)
-        return None
-    return runs[0].run_id if runs else None
-
-
-def _iterations(db: Path, run_id: str | None) -> int:
-    if run_id is None:
-        return 0
-    with Store.open(db, create=False) as store:
-        events = sum(1 for event in store.events(run_id) if event.kind == "iteration")
-        if events:
-            return events
-        return max(len(store.history(run_id)) - 1, 0)
-
-
-def _db_bytes(db: Path) -> int:
-    return sum(
-        path.stat().st_size
-        for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm"))
-        if path.exists()
-    )
-
-
-def _process_line(process: Process, iterations: int) -> str:
-    peak = max((rss for _, rss in process.rss_mb), default=0.0)
-    term = (
-        f" term->exit {process.term_to_exit_seconds:.1f}s"
-        if process.term_to_exit_seconds is not None
-        else ""
-    )
-    return (
-        f"#{process.number:<3} {process.command:<6} {process.planned:<6} "
-        f"{process.ended - process.started:6.1f}s rc={process.returncode}{term} "
-        f"peak {peak:.0f} MB, iterations {iterations}, left behind {len(process.leftovers)}, "
-        f"check {process.integrity}{' TRACEBACK' if process.traceback else ''}"
-    )
-
-
-def _report(
-    args: argparse.Namespace,
-    db: Path,
-    totals: Totals,
-    wall: float,
-    served: int,
-    kinds: Counter[str],
-) -> None:
-    run_id = _run_id(db)
-    iterations = _iterations(db, run_id)
-    processes = totals.processes
-    print()
-    print(
-        f"soak: {iterations} iterations in {wall / 60:.1f} min = {iterations / wall * 60:.1f}/min"
-    )
-    if run_id is not None:
-        with Store.open(db, create=False) as store:
-            recorded = len(store.llm_calls(run_id))
-            usage = store.run_usage(run_id)
-            status = store.get_run(run_id).status
-            events = Counter(event.kind for event in store.events(run_id))
-        print(
-            f"LLM calls: {served} served by the chaos server, {recorded} recorded in llm_call "
-            f"({served - recorded:+d} served minus recorded); tokens {usage.tokens}"
-        )
-        print(f"evaluations {usage.evaluations}, env steps {usage.env_steps}; run status {status}")
-        print("events: " + ", ".join(f"{kind} {count}" for kind, count in sorted(events.items())))
-    size = _db_bytes(db)
-    per = size / iterations if iterations else 0.0
-    print(f"database: {size / 1e6:.2f} MB, {per / 1e3:.1f} KB per iteration")
-    _report_processes(processes)
-    print(
-        "database bytes over the soak: "
-        + ", ".join(
-            f"{t / 60:.1f} min: {it} it, {size / 1e6:.2f} MB"
-            for t, it, size in totals.iterations_over_time[
-                :: max(len(totals.iterations_over_time) // 8, 1)
-            ]
-        )
-    )
-    print("chaos answers: " + ", ".join(f"{k} {n}" for k, n in kinds.most_common()))
-    if args.db is not None or args.keep:
-        print(f"(database at {db})")
-
-
-def _report_processes(processes: list[Process]) -> None:
-    """How the processes were stopped and ended, what they left, and their memory."""
-    plans = Counter(p.planned for p in processes)
-    print(
-        f"processes: {len(processes)} ({plans['kill']} kill -9, {plans['term']} SIGTERM, "
-        f"{plans['finish']} left to finish); exit codes "
-        + ", ".join(
-            f"{code}: {n}"
-            for code, n in sorted(Counter(p.returncode for p in processes).items(), key=str)
-        )
-    )
-    terms = [p.term_to_exit_seconds for p in processes if p.term_to_exit_seconds is not None]
-    if terms:
-        print(
-            f"SIGTERM -> exit: median {statistics.median(terms):.1f} s, max {max(terms):.1f} s "
-            f"over {len(terms)}"
-        )
-    print(
-        f"tracebacks: {sum(p.traceback for p in processes)}; integrity not ok: "
-        f"{sum(p.integrity not in ('ok', 'no database yet') for p in processes)}; processes "
-        f"left behind after a stop: {sum(len(p.leftovers) for p in processes)}"
-    )
-    for name, count in Counter(name for p in processes for name in p.leftovers).most_common(5):
-        print(f"  left behind x{count}: {name}")
-    errors = Counter(p.last_error[:120] for p in processes if p.last_error and p.planned != "kill")
-    for line, count in errors.most_common(5):
-        print(f"  stderr x{count}: {line}")
-    print("RSS of each process (MB): after 10 s / median / peak over its life")
-    for p in processes:
-        values = [rss for _, rss in p.rss_mb]
-        settled = next((rss for t, rss in p.rss_mb if t >= 10.0), None)
-        if values:
-            print(
-                f"  #{p.number:<3} {p.ended - p.started:6.1f}s  "
-                f"{'-' if settled is None else f'{settled:.0f}':>5} / "
-                f"{statistics.median(values):5.0f} / {max(values):5.0f}"
-            )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import typer
 from engine.db_option import DEFAULT_DB, DbOption, refuse_unusable_location
 from engine.errors import UserError
 from engine.textsafe import safe_line
+from sandbox.names import BackendName
 
 sandbox_app = typer.Typer(help="Manage the sandbox (the Docker image).", no_args_is_help=True)
 
@@ -28,13 +29,13 @@ _PACKAGES = (
 )
 
 
-def _backend_status(name: str) -> dict[str, Any]:
+def _backend_status(name: BackendName) -> dict[str, Any]:
     from sandbox.backends.base import SandboxUnavailable
     from sandbox.evaluate import make_backend
     from sandbox.settings import Limits
 
     try:
-        make_backend(name, Limits())  # type: ignore[arg-type]
+        make_backend(name, Limits())
     except (SandboxUnavailable, ImportError) as error:
         return {"available": False, "reason": str(error)}
     return {"available": True, "reason": ""}

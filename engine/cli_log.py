@@ -24,6 +24,7 @@ import typer
 
 from engine.cli_storage_render import error_summary
 from engine.db_option import DEFAULT_DB, DbOption, opened_store
+from engine.formatting import number
 from engine.textsafe import indented, safe_block, safe_line
 from storage import NotFoundError, Store, short_id
 from storage.models import Event, LlmCall, Program
@@ -270,16 +271,12 @@ def _iteration_entry(
 # -- rendering ---------------------------------------------------------------------------------
 
 
-def _fmt(value: float | int | None, spec: str = "") -> str:
-    return "-" if value is None else format(value, spec)
-
-
 def _call_line(call: LlmCallEntry) -> str:
     cost = "-" if call.cost is None else f"${call.cost:.4f}"
     latency = "-" if call.latency_seconds is None else f"{call.latency_seconds:.1f} s"
     return (
-        f"  llm {safe_line(call.model)}: tokens {_fmt(call.tokens_in)} in / "
-        f"{_fmt(call.tokens_out)} out, cost {cost}, {latency}, "
+        f"  llm {safe_line(call.model)}: tokens {number(call.tokens_in, 'd')} in / "
+        f"{number(call.tokens_out, 'd')} out, cost {cost}, {latency}, "
         f"error {safe_line(call.error) if call.error else '-'}"
     )
 
@@ -299,7 +296,8 @@ def _iteration_lines(entry: IterationEntry, full: bool) -> list[str]:
     if entry.kind == "seed":
         head = "seed        "
     else:
-        head = f"iteration {_fmt(entry.iteration + 1 if entry.iteration is not None else None):<3}"
+        counted = entry.iteration + 1 if entry.iteration is not None else None
+        head = f"iteration {number(counted, 'd'):<3}"
     program = (
         f"program {safe_line(short_id(entry.program_id))}"
         + (f" (parent {safe_line(short_id(entry.parent_id))})" if entry.parent_id else "")
@@ -308,7 +306,7 @@ def _iteration_lines(entry: IterationEntry, full: bool) -> list[str]:
     )
     lines = [
         f"{head} {safe_line(entry.status or '-'):<14} {program}  "
-        f"mean {_fmt(entry.mean_return, '+.2f')}"
+        f"mean {number(entry.mean_return, '+.2f')}"
     ]
     if entry.note:
         lines.append(f"  note: {safe_line(entry.note)}")
@@ -318,7 +316,7 @@ def _iteration_lines(entry: IterationEntry, full: bool) -> list[str]:
         seeds = ",".join(safe_line(seed) for seed in evaluation.seeds) or "-"
         lines.append(
             f"  evaluation {safe_line(short_id(evaluation.id))} {safe_line(evaluation.status)} "
-            f"mean {_fmt(evaluation.mean_return, '+.2f')} seeds {seeds} "
+            f"mean {number(evaluation.mean_return, '+.2f')} seeds {seeds} "
             f"[{safe_line(evaluation.env_key)}]"
         )
         lines.extend(f"    {safe_line(error)}" for error in evaluation.errors)

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from engine.config import RunConfig
+from engine.formatting import number
 from engine.population.engine import Population
 from engine.population.progress import (
     IterationReport,
@@ -183,10 +184,12 @@ def _finish(engine: Population, reason: str, reporter: Reporter) -> RunOutcome:
     else:
         store.set_status(run_id, "stopped", reason)
     best = run_best(engine.islands)
-    held = f", held-out {_fmt(best.holdout_mean)}" if best and best.holdout_mean is not None else ""
+    held = (
+        f", held-out {number(best.holdout_mean)}" if best and best.holdout_mean is not None else ""
+    )
     reporter.message(
         f"run {run_id[:8]} {reason}: best program {best.program_id[:8] if best else '-'} "
-        f"with mean return {_fmt(best.train_mean if best else None)}{held}"
+        f"with mean return {number(best.train_mean if best else None)}{held}"
     )
     return RunOutcome(
         run_id,
@@ -205,7 +208,3 @@ def _mark_failed(store: Store, run_id: str, error: BaseException) -> None:
     """A run that ends on an error says so (best effort: the error may be the database's)."""
     with contextlib.suppress(Exception):  # the original error is what the caller must see
         store.set_status(run_id, "failed", f"{type(error).__name__}: {error}"[:500])
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"

@@ -14,19 +14,16 @@ from rich.live import Live
 from rich.table import Table
 
 from engine.config import RunConfig
+from engine.formatting import number
 from engine.loop import IterationReport, LoopState
 from engine.textsafe import safe_line, safe_markup
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
 
 
 def _best(report: IterationReport | None) -> str:
     if report is None:
         return "-"
     held = report.best_holdout
-    return _fmt(report.best_mean) + (f" (held-out {held:.2f})" if held is not None else "")
+    return number(report.best_mean) + (f" (held-out {held:.2f})" if held is not None else "")
 
 
 def _rate(state: LoopState) -> float:
@@ -49,7 +46,7 @@ class LineReporter:
         program = report.program_id[:8] if report.program_id else "-"
         print(
             f"iter {report.iteration + 1:>4} island {report.island} program {program} "
-            f"status {report.status:<14} mean {_fmt(report.mean_return):>8} "
+            f"status {report.status:<14} mean {number(report.mean_return):>8} "
             f"best {_best(report)} in_flight {state.in_flight} busy {state.busy:.0%} "
             f"env_steps {state.env_steps} ({_rate(state):.0f}/s) tokens {state.tokens} "
             f"| {safe_line(report.note[:80])}",
@@ -107,7 +104,7 @@ class LiveReporter:
         for report in self.recent[-5:]:
             table.add_row(
                 f"  #{report.iteration + 1} i{report.island}",
-                f"{report.status} {_fmt(report.mean_return)} {safe_markup(report.note[:60])}",
+                f"{report.status} {number(report.mean_return)} {safe_markup(report.note[:60])}",
             )
         return table
 

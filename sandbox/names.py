@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-BackendName = Literal["auto", "bwrap", "docker", "none"]
+BackendKind = Literal["bwrap", "docker", "none"]
+"""What a built backend is (its `name`): `auto` always resolves to one of these."""
+
+BackendName = Literal["auto", BackendKind]
 """How to isolate a program: `auto` (docker if an engine answers, else bwrap), `bwrap`,
 `docker`, or `none` (no isolation: the fork server's unconfined mode, for trusted code)."""
 

@@ -16,9 +16,8 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Self
 
 from pydantic import ValidationError
 
@@ -61,7 +60,7 @@ class PoolStats:
     waited_seconds: float = 0.0
 
 
-class WarmPool:
+class WarmPool(AbstractContextManager["WarmPool"]):
     """An `EpisodeRunner` over a backend's warm sandboxes (see the module docstring)."""
 
     def __init__(
@@ -241,15 +240,7 @@ class WarmPool:
         if self._owns_backend:
             self.backend.close()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
 

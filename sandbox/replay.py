@@ -131,7 +131,7 @@ class Replayer:
         env.reset(seed=int(episode.seed))
         score = 0.0
         for step, action in enumerate(actions):
-            _, reward, truncated, terminated, _ = env.step(action)
+            _, reward, terminated, truncated, _info = env.step(action)
             score += float(reward)
             drawn = frames is not None and step in frames
             frame = np.asarray(env.render(), dtype=np.uint8) if drawn else None

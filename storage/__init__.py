@@ -17,6 +17,7 @@ from storage.errors import (
 from storage.leases import Lease, LeaseHeldError, LeaseLostError
 from storage.models import short_id
 from storage.repository import Checkpoint, Store, StoredTrace
+from storage.store_llm import LlmExchange
 from storage.usage import RunUsage
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "Lease",
     "LeaseHeldError",
     "LeaseLostError",
+    "LlmExchange",
     "NotFoundError",
     "RunUsage",
     "SchemaTooNewError",

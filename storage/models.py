@@ -17,14 +17,12 @@ from __future__ import annotations
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal, get_args
 
 from sqlalchemy import (
     JSON,
     Boolean,
     CheckConstraint,
-    DateTime,
-    Dialect,
     Float,
     ForeignKey,
     Index,
@@ -33,17 +31,19 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
-    TypeDecorator,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from storage.columns import NAMING_CONVENTION, UTCDateTime
+
 ID_LENGTH = 32
 SHORT_ID_LENGTH = 8
 
-RUN_STATUSES = ("running", "stopped", "finished", "failed")
+RunStatus = Literal["running", "stopped", "finished", "failed"]
+RUN_STATUSES: tuple[RunStatus, ...] = get_args(RunStatus)
 PROGRAM_ORIGINS = ("seed", "llm", "mutation", "manual", "revert")
-EVALUATION_STATUSES = (
+EVALUATION_STATUSES = (  # sandbox.results.Status's values: storage does not import sandbox/
     "ok",
     "rejected",
     "error",
@@ -52,18 +52,25 @@ EVALUATION_STATUSES = (
     "invalid_action",
     "crashed",
 )
-EVENT_KINDS = (
+EventKind = Literal[
+    # written by storage: Store.create_run, set_status, revert
     "run_started",
     "run_resumed",
     "run_stopped",
     "run_finished",
+    "run_failed",
     "revert",
-    "head_moved",
-    "budget_hit",
+    # written by the engine (engine/loop.py, engine/population/)
     "crash_recovery",
+    "population",
+    "iteration",
     "rollback",
-)
-"""The kinds the engine and storage emit; `add_event` accepts any other snake_case kind too."""
+    "migration",
+    "budget_hit",
+]
+"""Every kind of event evocade writes. The type checker holds writers to it; `add_event` itself
+accepts any snake_case kind, and readers expect anything, as a database may come from another
+version."""
 
 
 def new_id() -> str:
@@ -95,58 +102,6 @@ def utcnow() -> datetime:
         return now
 
 
-class UTCDateTime(TypeDecorator[datetime]):
-    """A timestamp stored in UTC and always read back timezone-aware.
-
-    SQLite keeps no offset, PostgreSQL does; this makes both look the same to Python.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime: storage keeps UTC timestamps only")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-    def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
-        """On SQLite, parse the stored text straight to an aware datetime.
-
-        Same result as the generic path (SQLAlchemy's parser, then `replace(tzinfo=UTC)`) at
-        a fifth of the cost, which is most of the Python time of a 10,000-row lineage.
-        """
-        if dialect.name != "sqlite":
-            return super().result_processor(dialect, coltype)
-        fallback = super().result_processor(dialect, coltype)
-
-        def process(value: Any) -> datetime | None:
-            if value is None:
-                return None
-            try:
-                return datetime.fromisoformat(value + "+00:00")
-            except (TypeError, ValueError):
-                return fallback(value) if fallback is not None else value
-
-        return process
-
-
-NAMING_CONVENTION = {
-    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-"""Deterministic constraint names, so migrations can refer to them on every backend."""
-
-
 def _in(column: str, values: tuple[str, ...]) -> str:
     quoted = ", ".join(f"'{value}'" for value in values)
     return f"{column} IN ({quoted})"
@@ -174,7 +129,7 @@ class Run(Base):
     game: Mapped[str] = mapped_column(String(64))
     env: Mapped[dict[str, Any]]
     config: Mapped[dict[str, Any]]
-    status: Mapped[str] = mapped_column(String(16), default="running")
+    status: Mapped[RunStatus] = mapped_column(String(16), default="running")
     head_program_id: Mapped[str | None] = mapped_column(ForeignKey("program.id", use_alter=True))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)

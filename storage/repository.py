@@ -21,13 +21,16 @@ store_questions. This module adds opening, closing, checkpoints and backups.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Self
+
+from sqlalchemy import Engine
 
 from storage.backup import BackupReport, backup_sqlite, postgres_hint
 from storage.db import (
+    Location,
     create_db_engine,
     create_read_only_engine,
     head_revision,
@@ -73,6 +76,7 @@ class Store(
     EventsMixin,
     QuestionsMixin,
     StoreBase,
+    AbstractContextManager["Store"],
 ):
     """An open evocade database. Open with `Store.open`; close, or use as a context manager."""
 
@@ -96,18 +100,12 @@ class Store(
         if response_cap_bytes < 0:
             raise InvalidInputError(f"response cap must be >= 0 bytes, got {response_cap_bytes}")
         location = resolve(url_or_path)
-        revision = probe_sqlite_file(location.path, create=create) if location.path else None
-        engine = create_db_engine(location)
-        try:
-            if location.path is None:
-                revision = probe_engine(engine, location.display)
-            if revision is None and not create:
-                raise NotFoundError(f"{location.display} holds no evocade database")
+
+        def upgraded(engine: Engine, revision: str | None) -> None:
             if revision != head_revision():
                 upgrade(engine, location.display)
-        except BaseException:
-            engine.dispose()
-            raise
+
+        engine, revision = _probed(location, create_db_engine, create, upgraded)
         store = cls(location, engine, trace_cap_bytes, response_cap_bytes)
         if revision != head_revision():
             try:
@@ -127,37 +125,23 @@ class Store(
         to upgrade it, since upgrading is a write.
         """
         location = resolve(url_or_path)
-        revision = probe_sqlite_file(location.path, create=False) if location.path else None
-        engine = create_read_only_engine(location)
-        try:
-            if location.path is None:
-                revision = probe_engine(engine, location.display)
-            if revision is None:
-                raise NotFoundError(f"{location.display} holds no evocade database")
+
+        def current(_engine: Engine, revision: str | None) -> None:
             if revision != head_revision():
                 raise StorageError(
                     f"{location.display} is at schema revision {revision}, behind this "
                     f"evocade's {head_revision()}; upgrade it first (any command that opens it "
                     "for writing, e.g. `evocade runs`, migrates it)"
                 )
-        except BaseException:
-            engine.dispose()
-            raise
+
+        engine, _ = _probed(location, create_read_only_engine, False, current)
         return cls(location, engine, TRACE_CAP_BYTES)
 
     def close(self) -> None:
         """Release every connection (SQLite then checkpoints its WAL into the main file)."""
         self._engine.dispose()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     @property
@@ -198,3 +182,30 @@ class Store(
                 raise InvalidInputError("an in-memory database has no file to back up")
             raise InvalidInputError(postgres_hint(self._location.url, str(target)))
         return backup_sqlite(self._location.path, Path(target), overwrite=overwrite)
+
+
+def _probed(
+    location: Location,
+    connect: Callable[[Location], Engine],
+    create: bool,
+    then: Callable[[Engine, str | None], None],
+) -> tuple[Engine, str | None]:
+    """An engine for `location` from `connect`, and the schema revision its database is at
+    (None: no evocade database yet), after `then` (migrate, or refuse) has seen both.
+
+    A SQLite file is probed before anything connects to it (a file that is not an evocade
+    database stays untouched), a server once connected. NotFoundError where there is no
+    database and `create` is False; the engine is disposed of when anything fails.
+    """
+    revision = probe_sqlite_file(location.path, create=create) if location.path else None
+    engine = connect(location)
+    try:
+        if location.path is None:
+            revision = probe_engine(engine, location.display)
+        if revision is None and not create:
+            raise NotFoundError(f"{location.display} holds no evocade database")
+        then(engine, revision)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine, revision

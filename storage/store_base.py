@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import hashlib
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from sqlalchemy import Engine
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
 from storage.db import Location, make_sessionmaker, translate_errors, writer
 from storage.encode import RESPONSE_CAP_BYTES
-from storage.errors import InvalidInputError, NotFoundError
+from storage.errors import InvalidInputError, NotFoundError, StorageError
 from storage.leases import PidAlive, pid_alive
-from storage.models import Program, Run, short_id
+from storage.models import Base, Program, Run, short_id
+
+Row = TypeVar("Row", bound=Base)
 
 
 def source_sha256(source: str) -> str:
@@ -64,18 +68,34 @@ class StoreBase:
     # -- lookups -----------------------------------------------------------------------------
 
     @staticmethod
+    def _get(session: Session, table: type[Row], row_id: str, what: str) -> Row:
+        """The row of `table` with this id, or NotFoundError naming `what` it should be."""
+        row = session.get(table, row_id)
+        if row is None:
+            raise NotFoundError(f"no {what} matches {row_id!r}")
+        return row
+
+    @staticmethod
+    def _written_or_raced(write: Callable[[], Row], find: Callable[[], Row | None]) -> Row:
+        """The row `write()` stores; or, when the insert failed on a unique key because another
+        writer stored the same row between our lookup and our insert, that row (`find()`)."""
+        try:
+            return write()
+        except StorageError as error:
+            if not isinstance(error.__cause__, sa_exc.IntegrityError):
+                raise
+            raced = find()
+            if raced is None:
+                raise
+            return raced
+
+    @staticmethod
     def _run(session: Session, run_id: str) -> Run:
-        run = session.get(Run, run_id)
-        if run is None:
-            raise NotFoundError(f"no run matches {run_id!r}")
-        return run
+        return StoreBase._get(session, Run, run_id, "run")
 
     @staticmethod
     def _program(session: Session, program_id: str) -> Program:
-        program = session.get(Program, program_id)
-        if program is None:
-            raise NotFoundError(f"no program matches {program_id!r}")
-        return program
+        return StoreBase._get(session, Program, program_id, "program")
 
     @staticmethod
     def _check_same_run(program: Program, run: Run) -> None:

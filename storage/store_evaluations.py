@@ -11,7 +11,6 @@ from sqlalchemy import select
 
 from storage import queries
 from storage.encode import decode_trace, encode_trace, evaluation_row, seeds_key
-from storage.errors import NotFoundError
 from storage.models import Evaluation, Trace
 from storage.store_base import StoreBase
 
@@ -109,10 +108,7 @@ class EvaluationsMixin(StoreBase):
 
     def get_evaluation(self, evaluation_id: str) -> Evaluation:
         with self._read() as session:
-            evaluation = session.get(Evaluation, evaluation_id)
-            if evaluation is None:
-                raise NotFoundError(f"no evaluation matches {evaluation_id!r}")
-            return evaluation
+            return self._get(session, Evaluation, evaluation_id, "evaluation")
 
     def resolve_evaluation(self, prefix: str) -> Evaluation:
         """The evaluation whose id starts with `prefix` (NotFoundError / AmbiguousIdError)."""

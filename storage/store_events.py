@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 
 from storage.errors import InvalidInputError
-from storage.models import Event
+from storage.models import Event, EventKind
 from storage.store_base import StoreBase
 
 _EVENT_KIND = re.compile(r"[a-z][a-z0-9_]{0,31}")
@@ -21,11 +21,11 @@ class EventsMixin(StoreBase):
     def add_event(
         self,
         run_id: str | None,
-        kind: str,
+        kind: EventKind,
         message: str = "",
         data: Mapping[str, Any] | None = None,
     ) -> Event:
-        """Append to the audit log (`kind` in snake_case, e.g. `budget_hit`)."""
+        """Append to the audit log (`kind` one of `EventKind`; any snake_case kind is stored)."""
         if not _EVENT_KIND.fullmatch(kind):
             raise InvalidInputError(f"event kind {kind!r} must be snake_case, at most 32 chars")
         with self._write() as session:

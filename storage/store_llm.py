@@ -4,19 +4,40 @@ distinct prompt once, link a call to the program its answer became, and read the
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 
-from sqlalchemy import exc as sa_exc
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from storage.encode import cap_text, storable_text
-from storage.errors import AppendOnlyError, InvalidInputError, NotFoundError, StorageError
-from storage.models import LlmCall, LlmPrompt, Run, short_id, utcnow
+from storage.errors import AppendOnlyError, InvalidInputError, NotFoundError
+from storage.models import LlmCall, LlmPrompt, Run, new_id, short_id, utcnow
 from storage.store_base import StoreBase, source_sha256
 
 _CALL_ID = re.compile(r"[0-9a-f]{32}")
+
+
+@dataclass(frozen=True)
+class LlmExchange:
+    """One request to a language model, failed ones included: what an `llm_call` row records.
+
+    The engine's proposers make them and the store records them as they are, so the fields are
+    spelled once, here. `id` is made by the client, not by the database, so the row written
+    the moment the attempt ends can later be linked to the program its answer produced
+    (`Store.link_llm_call(id, program_id)`).
+    """
+
+    prompt: str
+    model: str
+    response: str | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    latency_seconds: float | None = None
+    cost: float | None = None
+    error: str | None = None
+    id: str = field(default_factory=new_id)
 
 
 class LlmMixin(StoreBase):
@@ -25,61 +46,50 @@ class LlmMixin(StoreBase):
     def record_llm_call(
         self,
         run_id: str,
+        exchange: LlmExchange,
         *,
-        prompt: str,
-        model: str,
-        response: str | None = None,
-        tokens_in: int | None = None,
-        tokens_out: int | None = None,
-        latency_seconds: float | None = None,
-        cost: float | None = None,
-        error: str | None = None,
         parent_program_id: str | None = None,
         produced_program_id: str | None = None,
-        call_id: str | None = None,
     ) -> LlmCall:
         """Record one LLM attempt, failed ones included (`error` set, `response` maybe None).
 
-        Record it as soon as the attempt ends, with the client-made `call_id`
-        (`LlmExchange.id`); once its answer has become a program, `link_llm_call` fills in
-        `produced_program_id`. Recording the same `call_id` again returns the stored row
-        unchanged, so a caller that is unsure whether a write landed can simply repeat it.
-        The prompt is stored once per distinct text (`llm_prompt`); the response is cut to
-        the store's `response_cap_bytes`, and the cut recorded in `response_truncated_bytes`.
+        Record it as soon as the attempt ends, under its client-made `exchange.id`; once its
+        answer has become a program, `link_llm_call` fills in `produced_program_id`.
+        Recording the same id again returns the stored row unchanged, so a caller that is
+        unsure whether a write landed can simply repeat it. The prompt is stored once per
+        distinct text (`llm_prompt`); the response is cut to the store's `response_cap_bytes`,
+        and the cut recorded in `response_truncated_bytes`.
         """
-        if call_id is not None:
-            _check_call_id(call_id)
-            existing = self._existing_call(run_id, call_id)
-            if existing is not None:
-                return existing
-        kept, cut = self._capped_response(response)
-        try:
+        call_id = exchange.id
+        _check_call_id(call_id)
+        existing = self._existing_call(run_id, call_id)
+        if existing is not None:
+            return existing
+        kept, cut = self._capped_response(exchange.response)
+
+        def write() -> LlmCall:
             with self._write() as session:
                 run = self._run(session, run_id)
                 self._check_call_programs(session, run, parent_program_id, produced_program_id)
                 call = LlmCall(
+                    id=call_id,
                     run_id=run.id,
-                    prompt_row=self._stored_prompt(session, storable_text(prompt)),
+                    prompt_row=self._stored_prompt(session, storable_text(exchange.prompt)),
                     response=kept,
                     response_truncated_bytes=cut,
-                    model=storable_text(model),
-                    tokens_in=tokens_in,
-                    tokens_out=tokens_out,
-                    latency_seconds=latency_seconds,
-                    cost=cost,
-                    error=storable_text(error) if error is not None else None,
+                    model=storable_text(exchange.model),
+                    tokens_in=exchange.tokens_in,
+                    tokens_out=exchange.tokens_out,
+                    latency_seconds=exchange.latency_seconds,
+                    cost=exchange.cost,
+                    error=storable_text(exchange.error) if exchange.error is not None else None,
                     parent_program_id=parent_program_id,
                     produced_program_id=produced_program_id,
                 )
-                if call_id is not None:
-                    call.id = call_id
                 session.add(call)
             return call
-        except StorageError as error_:
-            raced = self._raced_call(error_, run_id, call_id)
-            if raced is None:
-                raise
-            return raced
+
+        return self._written_or_raced(write, lambda: self._existing_call(run_id, call_id))
 
     def _capped_response(self, response: str | None) -> tuple[str | None, int]:
         """The response as stored (cut to `response_cap_bytes`) and how many bytes were cut."""
@@ -92,13 +102,6 @@ class LlmMixin(StoreBase):
         for pid in program_ids:
             if pid is not None:
                 self._check_same_run(self._program(session, pid), run)
-
-    def _raced_call(self, error: StorageError, run_id: str, call_id: str | None) -> LlmCall | None:
-        """The row another writer recorded with the same call id between our lookup and
-        insert, when that is what made the insert fail (a unique-key violation); else None."""
-        if call_id is None or not isinstance(error.__cause__, sa_exc.IntegrityError):
-            return None
-        return self._existing_call(run_id, call_id)
 
     def _existing_call(self, run_id: str, call_id: str) -> LlmCall | None:
         with self._read() as session:
@@ -157,10 +160,7 @@ class LlmMixin(StoreBase):
 
     def get_llm_call(self, call_id: str) -> LlmCall:
         with self._read() as session:
-            call = session.get(LlmCall, call_id)
-            if call is None:
-                raise NotFoundError(f"no LLM call matches {call_id!r}")
-            return call
+            return self._get(session, LlmCall, call_id, "LLM call")
 
     def llm_calls(self, run_id: str) -> list[LlmCall]:
         with self._read() as session:

@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import exc as sa_exc
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from storage import queries
-from storage.errors import InvalidInputError, StorageError
+from storage.errors import InvalidInputError
 from storage.models import PROGRAM_ORIGINS, Program, Run
 from storage.store_base import StoreBase, source_sha256
 
@@ -48,15 +47,15 @@ class ProgramsMixin(StoreBase):
         """
         _check_program(source, origin)
         digest = source_sha256(source)
-        try:
+
+        def write() -> Program:
             with self._write() as session:
                 run = self._run(session, run_id)
                 existing = self._by_digest(session, run.id, digest)
                 if existing is not None:
                     return existing
                 parents = self._parents(session, run, parent_id, second_parent_id)
-                if generation is None:
-                    generation = max((p.generation + 1 for p in parents), default=0)
+                first = max((p.generation + 1 for p in parents), default=0)
                 program = Program(
                     run_id=run.id,
                     source=source,
@@ -64,7 +63,7 @@ class ProgramsMixin(StoreBase):
                     parent_id=parent_id,
                     second_parent_id=second_parent_id,
                     origin=origin,
-                    generation=generation,
+                    generation=first if generation is None else generation,
                     check_report=dict(check_report) if check_report is not None else None,
                     note=note,
                     island=island,
@@ -72,11 +71,12 @@ class ProgramsMixin(StoreBase):
                 )
                 session.add(program)
             return program
-        except StorageError as error:
-            raced = self._raced_duplicate(error, run_id, digest)
-            if raced is None:
-                raise
-            return raced
+
+        def find() -> Program | None:
+            with self._read() as session:
+                return self._by_digest(session, run_id, digest)
+
+        return self._written_or_raced(write, find)
 
     def _parents(self, session: Session, run: Run, *parent_ids: str | None) -> list[Program]:
         """The given parents' rows (None skipped), each checked to belong to `run`."""
@@ -84,14 +84,6 @@ class ProgramsMixin(StoreBase):
         for parent in parents:
             self._check_same_run(parent, run)
         return parents
-
-    def _raced_duplicate(self, error: StorageError, run_id: str, digest: str) -> Program | None:
-        """The row another writer added with the same source between our lookup and insert,
-        when that is what made the insert fail (a unique-key violation); else None."""
-        if not isinstance(error.__cause__, sa_exc.IntegrityError):
-            return None
-        with self._read() as session:
-            return self._by_digest(session, run_id, digest)
 
     @staticmethod
     def _by_digest(session: Session, run_id: str, digest: str) -> Program | None:

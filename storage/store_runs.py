@@ -7,10 +7,10 @@ from typing import Any
 
 from storage import queries
 from storage.errors import InvalidInputError
-from storage.models import RUN_STATUSES, Event, Run, short_id, utcnow
+from storage.models import RUN_STATUSES, Event, EventKind, Run, RunStatus, short_id, utcnow
 from storage.store_base import StoreBase
 
-_STATUS_EVENTS = {
+_STATUS_EVENTS: dict[RunStatus, EventKind] = {
     "running": "run_resumed",
     "stopped": "run_stopped",
     "finished": "run_finished",
@@ -56,7 +56,7 @@ class RunsMixin(StoreBase):
             run.updated_at = utcnow()
         return run
 
-    def set_status(self, run_id: str, status: str, message: str = "") -> Run:
+    def set_status(self, run_id: str, status: RunStatus, message: str = "") -> Run:
         """Change the run's status, logging run_resumed/run_stopped/run_finished/run_failed."""
         if status not in RUN_STATUSES:
             raise InvalidInputError(

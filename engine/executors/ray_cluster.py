@@ -19,6 +19,7 @@ from typing import Any
 
 from engine.errors import UserError
 from sandbox.backends.base import Prepare
+from sandbox.names import BackendName
 from sandbox.settings import Limits
 
 RAY_MISSING = "--executor ray needs: pip install -e '.[ray]'"
@@ -146,7 +147,7 @@ class StartedNode:
 def start_workers(
     ray: Any,
     nodes: list[ClusterNode],
-    backend: str,
+    backend: BackendName,
     limits: Limits,
     *,
     reserve: bool,
@@ -220,7 +221,7 @@ def kill_actor(ray: Any, actor: Any) -> None:
 
 
 def cluster_report(
-    address: str | None, backend: str = "auto", limits: Limits | None = None
+    address: str | None, backend: BackendName = "auto", limits: Limits | None = None
 ) -> list[dict[str, Any]]:
     """Each node of the cluster: id, ip, cores, alive, and whether its sandbox works (with the
     reason when not), proven by starting one sandbox there."""

@@ -36,6 +36,7 @@ from engine.executors.ray_cluster import (
 from engine.executors.ray_node import request_payload
 from sandbox.backends.base import Prepare, SandboxUnavailable
 from sandbox.episodes import EpisodeRequest, RunnerClosed
+from sandbox.names import BackendName
 from sandbox.pool import STARTUP_ALLOWANCE_SECONDS
 from sandbox.results import EpisodeResult
 from sandbox.settings import Limits
@@ -243,7 +244,7 @@ def _first_line(error: object) -> str:
 
 
 def open_ray_runner(
-    address: str | None, backend: str, limits: Limits, *, prewarm: Prepare | None = None
+    address: str | None, backend: BackendName, limits: Limits, *, prewarm: Prepare | None = None
 ) -> RayRunner:
     """A runner over every live node of the cluster at `address` that can start `backend`'s
     sandbox (`auto`, `bwrap` or `docker`; `none` only for tests of the plumbing). Nodes that

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import deque
 
 from engine.config import RunConfig
+from engine.formatting import number
 from engine.population.candidate import SEED, Candidate, Stage
 from engine.population.progress import IterationReport, LoopState, Reporter
 from engine.population.scheduler import EpisodeQueue, candidates_to_keep
@@ -75,8 +76,8 @@ class Deciding:
         del self.in_flight[SEED]
         shown = train or seed.results["smoke"]
         confirmed = best.holdout_mean if best else None
-        also = f", held-out {_fmt(confirmed)}" if confirmed is not None else ""
-        mean = _fmt(shown.mean_return)
+        also = f", held-out {number(confirmed)}" if confirmed is not None else ""
+        mean = number(shown.mean_return)
         self.reporter.message(
             f"seed program {seed.label}: {shown.status}, mean return {mean}{also}"
         )
@@ -95,7 +96,7 @@ class Deciding:
             self.store.set_head(self.run_id, decision.island.head_id)
         note = candidate.note
         if decision.became_best and held is not None:
-            note = f"new best on held-out seeds ({_fmt(held)}); {note}"
+            note = f"new best on held-out seeds ({number(held)}); {note}"
         self._commit(candidate, decision.island, str(train.status), train.mean_return, held, note)
         if decision.rolled_back_to:
             best = decision.island.best
@@ -104,7 +105,7 @@ class Deciding:
                 self.run_id,
                 "rollback",
                 f"island {candidate.island}: rollback to best {best.program_id[:8]} "
-                f"({_fmt(best.score)}) after {self.config.regress_patience} regressions in a row",
+                f"({number(best.score)}) after {self.config.regress_patience} regressions in a row",
                 data={"island": candidate.island, "to": best.program_id},
             )
 
@@ -197,7 +198,3 @@ class Deciding:
 def mean_of(result: EvaluationResult | None) -> float:
     value = result.mean_return if result is not None else None
     return value if value is not None else float("-inf")
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"

@@ -25,19 +25,7 @@ class CallLedger:
             if exchange.id in self._recorded:
                 return
             self._recorded.add(exchange.id)
-        self.store.record_llm_call(
-            self.run_id,
-            call_id=exchange.id,
-            prompt=exchange.prompt,
-            model=exchange.model,
-            response=exchange.response,
-            tokens_in=exchange.tokens_in,
-            tokens_out=exchange.tokens_out,
-            latency_seconds=exchange.latency_seconds,
-            cost=exchange.cost,
-            error=exchange.error,
-            parent_program_id=parent_id,
-        )
+        self.store.record_llm_call(self.run_id, exchange, parent_program_id=parent_id)
 
     def settle(self, proposal: Proposal, parent_id: str) -> tuple[int, float]:
         """Record what the proposer did not report as it went; the proposal's tokens and cost."""

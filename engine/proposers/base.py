@@ -7,12 +7,12 @@ lost from the audit trail.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from sandbox.games import Game
+from storage import LlmExchange  # one LLM attempt: what its `llm_call` row records
 
 ProposerName = Literal["mutate", "llm"]
 """The proposers a run can be configured with (`--proposer`): the offline mutator, an LLM."""
@@ -44,30 +44,6 @@ class ProposalContext:
     on_exchange: Callable[[LlmExchange], None] | None = None
 
 
-def new_exchange_id() -> str:
-    """A client-made id (uuid4 hex): the `llm_call` row's id, known before it is stored."""
-    return uuid.uuid4().hex
-
-
-@dataclass(frozen=True)
-class LlmExchange:
-    """One request to the model, failed ones included: stored as an `llm_call` row.
-
-    `id` is made here, not by the database, so the row written when the attempt ends can later
-    be linked to the program its answer produced (`Store.link_llm_call(id, program_id)`).
-    """
-
-    prompt: str
-    model: str
-    response: str | None = None
-    tokens_in: int | None = None
-    tokens_out: int | None = None
-    latency_seconds: float | None = None
-    cost: float | None = None
-    error: str | None = None
-    id: str = field(default_factory=new_exchange_id)
-
-
 @dataclass(frozen=True)
 class Proposal:
     source: str | None  # None: nothing usable came back (see `note`)
@@ -80,6 +56,6 @@ class Proposal:
 
 
 class Proposer(Protocol):
-    name: str
+    name: ProposerName
 
     def propose(self, context: ProposalContext) -> Proposal: ...

@@ -34,7 +34,13 @@ import openai
 
 from engine.extract import answer_text, extract_program
 from engine.prompts import build_prompt
-from engine.proposers.base import LlmExchange, Proposal, ProposalContext, ProposalOrigin
+from engine.proposers.base import (
+    LlmExchange,
+    Proposal,
+    ProposalContext,
+    ProposalOrigin,
+    ProposerName,
+)
 from engine.proposers.cancel import CancelFlag
 from engine.proposers.gate import RateGate
 from engine.proposers.llm_wire import (
@@ -113,7 +119,7 @@ def _check_settings(
 class LlmProposer:
     """Asks a chat model for an improved program; see the module docstring for retries."""
 
-    name = "llm"
+    name: ProposerName = "llm"
 
     def __init__(
         self,

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Literal, assert_never
 
-from engine.proposers.base import Proposal, ProposalContext, ProposalOrigin
+from engine.proposers.base import Proposal, ProposalContext, ProposalOrigin, ProposerName
 from sandbox.checker import check_source
 from sandbox.checker.parsing import parse
 
@@ -165,7 +165,7 @@ class MutationProposer:
     most often gets wrong. Each proposal makes one to three edits and must pass the checker.
     """
 
-    name = "mutate"
+    name: ProposerName = "mutate"
 
     def __init__(
         self,

@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from sandbox.names import BackendKind
+
 MAX_RESULT_BYTES = 8 << 20  # one episode's result, its trace included
 STDERR_TAIL_BYTES = 4096
 
@@ -90,7 +92,7 @@ class WarmSandbox(Protocol):
 
 
 class Backend(Protocol):
-    name: str
+    name: BackendKind
 
     def start_sandbox(self, cpu: int | None, prepare: Prepare | None) -> WarmSandbox: ...
 

@@ -43,18 +43,50 @@ from typing import Any
 from sandbox.backends.base import SandboxUnavailable
 from sandbox.backends.cgroups import SandboxCgroup, enter_argv, reap_stale_groups
 from sandbox.backends.uids import UidLease
+from sandbox.names import BackendKind
+from sandbox.runtime.constants import HARNESS_ENV
 
 PACKAGE_ROOT_INSIDE = "/opt/evocade"  # the `sandbox` package shows at /opt/evocade/sandbox
 STUB_START_SECONDS = 30.0
-HARNESS_ENV = {
-    "PATH": "/usr/bin:/bin",
-    "HOME": "/tmp",
-    "PYTHONDONTWRITEBYTECODE": "1",
-    "PYTHONHASHSEED": "0",  # same program + same seed => same episode
-    "OPENBLAS_NUM_THREADS": "1",
-    "OMP_NUM_THREADS": "1",
-}
-"""The harness's environment inside any sandbox (the docker image sets the same)."""
+STUB_NAMESPACES = (
+    "--unshare-ipc",
+    "--unshare-pid",
+    "--unshare-net",
+    "--unshare-uts",
+    "--unshare-cgroup",
+    "--hostname",
+    "evocade",
+    "--new-session",
+    "--die-with-parent",  # a bwrap still starting when its pool dies goes too
+)
+"""bwrap's namespaces and session for every sandbox (the module docstring lists them)."""
+STUB_SYSTEM_MOUNTS = (
+    "--ro-bind",
+    "/usr",
+    "/usr",
+    "--symlink",
+    "usr/lib",
+    "/lib",
+    "--symlink",
+    "usr/lib64",
+    "/lib64",
+    "--symlink",
+    "usr/bin",
+    "/bin",
+    "--symlink",
+    "usr/sbin",
+    "/sbin",
+    "--dir",
+    "/etc",
+    "--ro-bind",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.cache",
+    "--proc",
+    "/proc",
+    "--dev",
+    "/dev",
+)
+"""The system's part of every sandbox's file system: /usr and its links, the loader's cache."""
 
 
 @dataclass(frozen=True)
@@ -140,7 +172,7 @@ def _parents(path: str) -> list[str]:
 class BwrapBackend:
     """Builds bwrap sandboxes; the pool asks the fork server to fill them."""
 
-    name = "bwrap"
+    name: BackendKind = "bwrap"
     isolate = True
 
     def __init__(self, memory_mb: int, pids: int, tmpfs_mb: int) -> None:
@@ -167,41 +199,25 @@ class BwrapBackend:
 
     def stub_argv(self, uid: int, info_fd: int) -> list[str]:
         """bwrap holding an empty sandbox open with `cat` (the module docstring says why)."""
-        args = [
+        return [
             str(self.bwrap),
-            "--unshare-ipc",
-            "--unshare-pid",
-            "--unshare-net",
-            "--unshare-uts",
-            "--unshare-cgroup",
-            "--hostname",
-            "evocade",
-            "--new-session",
-            "--die-with-parent",  # a bwrap still starting when its pool dies goes too
-            "--ro-bind",
-            "/usr",
-            "/usr",
-            "--symlink",
-            "usr/lib",
-            "/lib",
-            "--symlink",
-            "usr/lib64",
-            "/lib64",
-            "--symlink",
-            "usr/bin",
-            "/bin",
-            "--symlink",
-            "usr/sbin",
-            "/sbin",
-            "--dir",
-            "/etc",
-            "--ro-bind",
-            "/etc/ld.so.cache",
-            "/etc/ld.so.cache",
-            "--proc",
-            "/proc",
-            "--dev",
-            "/dev",
+            *STUB_NAMESPACES,
+            *self._file_system(),
+            "--clearenv",
+            "--info-fd",
+            str(info_fd),
+            "--",
+            *self._unprivileged(uid),
+            str(self.sh),
+            "-c",
+            f"echo up; exec {self.cat}",  # "up" once bwrap has built everything
+        ]
+
+    def _file_system(self) -> list[str]:
+        """The sandbox's mounts: the system's libraries, /proc, /dev, an empty /tmp, the
+        Python pieces (`PythonLayout.binds`), all read-only."""
+        return [
+            *STUB_SYSTEM_MOUNTS,
             "--size",
             str(self.tmpfs_mb * 1024 * 1024),
             "--tmpfs",
@@ -213,10 +229,12 @@ class BwrapBackend:
             "/",
             "--chdir",
             "/",
-            "--clearenv",
-            "--info-fd",
-            str(info_fd),
-            "--",
+        ]
+
+    def _unprivileged(self, uid: int) -> list[str]:
+        """setpriv: the stub's `cat` runs as `uid`, without groups, capabilities or any way to
+        gain privileges."""
+        return [
             str(self.setpriv),
             f"--reuid={uid}",
             f"--regid={uid}",
@@ -224,11 +242,7 @@ class BwrapBackend:
             "--inh-caps=-all",
             "--bounding-set=-all",
             "--no-new-privs",
-            str(self.sh),
-            "-c",
-            f"echo up; exec {self.cat}",  # "up" once bwrap has built everything
         ]
-        return args
 
     def spawn_spec(self, lease: UidLease, cgroup: SandboxCgroup, init_pid: int) -> dict[str, Any]:
         return {

@@ -18,11 +18,7 @@ Endings: past the wall budget the container is killed (`timed_out`); the kernel'
 acting anywhere in its cgroup shows as `oom_killed` (State.OOMKilled); a harness killed by
 signal N (Docker reports 128+N) shows as exit code -N.
 
-Stale containers: every container carries `evocade.sandbox=1` and its creator's host name, pid
-and process start time. When a backend is built it removes those whose creator on this host is
-gone, and any older than `STALE_CONTAINER_HOURS` whoever made them (a creator on another host
-sharing a remote engine). A container whose removal failed (the engine went away) is retried by
-the next backend built or sandbox destroyed in this process.
+Stale containers: `sandbox.backends.docker_stale` (labels, reaping, retried removals).
 """
 
 from __future__ import annotations
@@ -37,7 +33,6 @@ from typing import Any
 
 import docker
 import docker.errors
-import requests.exceptions
 from docker.utils.socket import STDOUT, frames_iter
 
 from sandbox.backends.base import (
@@ -50,7 +45,6 @@ from sandbox.backends.base import (
     WorkerOutcome,
     close_quietly,
 )
-from sandbox.backends.bwrap import HARNESS_ENV
 from sandbox.backends.cgroups import process_start
 from sandbox.backends.docker_image import (
     BUILD_HINT,
@@ -60,65 +54,25 @@ from sandbox.backends.docker_image import (
     image_name,
     source_hash,
 )
+from sandbox.backends.docker_stale import (
+    ENGINE_ERRORS,
+    LABEL,
+    LABEL_HOST,
+    LABEL_PID,
+    LABEL_PID_START,
+    reap_stale_containers,
+    removals_pending,
+    remove_container,
+    retry_removals,
+)
 from sandbox.backends.uids import UidLease, lease_uids
+from sandbox.names import BackendKind
+from sandbox.runtime.constants import EMPTY_TMP_BYTES, HARNESS_ENV
 from sandbox.settings import Limits
 
-LABEL = "evocade.sandbox"
-LABEL_HOST = "evocade.host"
-LABEL_PID = "evocade.pid"
-LABEL_PID_START = "evocade.pid-start"
-STALE_CONTAINER_HOURS = 24.0  # longer than any episode's wall-clock budget
 CPUS_PER_SANDBOX = 1
 KILL_GRACE_SECONDS = 30  # for the engine to report a killed container's exit
-ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
 _warned_stale: set[str] = set()
-# Containers this process made whose removal failed (the engine was unreachable): retried.
-_unremoved: set[str] = set()
-_unremoved_lock = threading.Lock()
-
-
-def _creator_gone(labels: dict[str, str]) -> bool:
-    """True when the container's creator ran on this host and no longer runs."""
-    if labels.get(LABEL_HOST) != socket.gethostname():
-        return False
-    try:
-        pid = int(labels.get(LABEL_PID, ""))
-    except ValueError:
-        return True
-    start = process_start(pid)
-    return start is None or start != labels.get(LABEL_PID_START)
-
-
-def reap_stale_containers(client: docker.DockerClient) -> list[str]:
-    """Remove sandbox containers left by a crashed creator (the rule is in the module doc)."""
-    removed = []
-    now = time.time()
-    for info in client.api.containers(all=True, filters={"label": f"{LABEL}=1"}):
-        labels = info.get("Labels") or {}
-        too_old = now - float(info.get("Created", now)) > STALE_CONTAINER_HOURS * 3600
-        if too_old or _creator_gone(labels):
-            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-                client.api.remove_container(info["Id"], force=True)
-                removed.append(info["Id"])
-    return removed
-
-
-def retry_removals(client: docker.DockerClient) -> list[str]:
-    """Remove the containers earlier sandboxes of this process could not (module doc)."""
-    with _unremoved_lock:
-        pending = sorted(_unremoved)
-    removed = []
-    for container_id in pending:
-        try:
-            client.api.remove_container(container_id, force=True)
-        except docker.errors.NotFound:
-            pass
-        except ENGINE_ERRORS:
-            continue  # still unreachable: try again next time
-        removed.append(container_id)
-        with _unremoved_lock:
-            _unremoved.discard(container_id)
-    return removed
 
 
 def _exit_code(docker_code: int | None) -> int | None:
@@ -199,7 +153,7 @@ class DockerSandbox:
             raise
 
     def _create(self) -> None:
-        if _unremoved:
+        if removals_pending():
             retry_removals(self.client)
         config = self.backend.container_config(self.lease, self.cpu, self.prepared)
         host = self.client.api.create_host_config(**config.pop("host_config"))
@@ -279,13 +233,7 @@ class DockerSandbox:
                 return
             self._destroyed = True
         if self.container_id is not None:
-            try:
-                self.client.api.remove_container(self.container_id, force=True)
-            except docker.errors.NotFound:
-                pass
-            except ENGINE_ERRORS:
-                with _unremoved_lock:
-                    _unremoved.add(self.container_id)
+            remove_container(self.client, self.container_id)
         with contextlib.suppress(OSError):
             if self._relay is not None:
                 _raw_socket(self._attached).close()
@@ -298,7 +246,7 @@ class DockerSandbox:
 
 
 class DockerBackend:
-    name = "docker"
+    name: BackendKind = "docker"
 
     def __init__(self, limits: Limits, image: str | None = None) -> None:
         self.limits = limits
@@ -377,7 +325,7 @@ class DockerBackend:
             "network_mode": "none",
             "ipc_mode": "none",
             "read_only": True,
-            "tmpfs": {"/tmp": "ro,nosuid,nodev,noexec,size=1m,mode=0755"},
+            "tmpfs": {"/tmp": f"ro,nosuid,nodev,noexec,size={EMPTY_TMP_BYTES},mode=0755"},
             "cap_drop": ["ALL"],
             # Used once by the harness (module doc); SYS_NICE to reset the priorities.
             "cap_add": ["SETUID", "SETGID", "SETPCAP", "SYS_NICE"],

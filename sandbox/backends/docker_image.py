@@ -19,9 +19,9 @@ import contextlib
 import hashlib
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import docker
 import docker.errors
@@ -167,10 +167,26 @@ def build_image(
         previous = None
     if log:
         log(f"building {tag} from {root}/Dockerfile on base {base} (source hash {digest[:12]})")
-    image_id = None
-    errors: list[str] = []
+    stream = _build_stream(client, root, tag, base, digest, network_mode)
+    image_id = _follow_build(stream, f"building {tag} on base {base} failed", log)
+    image = client.images.get(tag)
+    if image_id is not None and image.id != image_id:
+        raise SandboxUnavailable(f"building {tag} produced {image_id}, but {tag} is {image.id}")
+    if previous and previous != image.id:
+        # The image this build replaced is now untagged: drop it (and its own layers).
+        with contextlib.suppress(docker.errors.DockerException):
+            client.images.remove(previous)
+    client.close()
+    return tag
+
+
+def _build_stream(
+    client: docker.DockerClient, root: Path, tag: str, base: str, digest: str, network_mode: str
+) -> Iterator[dict[str, Any]]:
+    """The engine's build of `root`'s Dockerfile, labelled with its source hash, as the
+    decoded chunks of its progress stream (an engine error comes as an "error" chunk)."""
     try:
-        stream = client.api.build(
+        yield from client.api.build(
             path=str(root),
             tag=tag,
             buildargs={"BASE_IMAGE": base},
@@ -181,25 +197,26 @@ def build_image(
             pull=False,
             decode=True,
         )
-        for chunk in stream:
-            if "stream" in chunk and log:
-                text = _ANSI.sub("", str(chunk["stream"])).rstrip("\n")
-                if text.strip():
-                    log(text)
-            if "error" in chunk:
-                errors.append(str(chunk["error"]).strip())
-            if "aux" in chunk and isinstance(chunk["aux"], dict) and "ID" in chunk["aux"]:
-                image_id = chunk["aux"]["ID"]
     except docker.errors.DockerException as error:
-        errors.append(str(error))
+        yield {"error": str(error)}
+
+
+def _follow_build(
+    stream: Iterable[dict[str, Any]], failed: str, log: Callable[[str], None] | None
+) -> str | None:
+    """Read a build's progress to its end: its output lines to `log`, the id of the image it
+    made (None if it named none); SandboxUnavailable with `failed` and the last error."""
+    image_id = None
+    errors: list[str] = []
+    for chunk in stream:
+        if "stream" in chunk and log:
+            text = _ANSI.sub("", str(chunk["stream"])).rstrip("\n")
+            if text.strip():
+                log(text)
+        if "error" in chunk:
+            errors.append(str(chunk["error"]).strip())
+        if "aux" in chunk and isinstance(chunk["aux"], dict) and "ID" in chunk["aux"]:
+            image_id = chunk["aux"]["ID"]
     if errors:
-        raise SandboxUnavailable(f"building {tag} on base {base} failed: {errors[-1]}")
-    image = client.images.get(tag)
-    if image_id is not None and image.id != image_id:
-        raise SandboxUnavailable(f"building {tag} produced {image_id}, but {tag} is {image.id}")
-    if previous and previous != image.id:
-        # The image this build replaced is now untagged: drop it (and its own layers).
-        with contextlib.suppress(docker.errors.DockerException):
-            client.images.remove(previous)
-    client.close()
-    return tag
+        raise SandboxUnavailable(f"{failed}: {errors[-1]}")
+    return image_id

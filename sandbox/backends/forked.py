@@ -28,9 +28,11 @@ from sandbox.backends.base import (
     WorkerOutcome,
     close_quietly,
 )
-from sandbox.backends.bwrap import HARNESS_ENV, BwrapBackend, Stub, start_stub
+from sandbox.backends.bwrap import BwrapBackend, Stub, start_stub
 from sandbox.backends.cgroups import SandboxCgroup
 from sandbox.backends.uids import UidLease, lease_uids
+from sandbox.names import BackendKind
+from sandbox.runtime.constants import HARNESS_ENV, MAX_MESSAGE_BYTES
 
 SERVER_START_SECONDS = 120.0  # a cold machine importing the emulator stack
 SPAWN_SECONDS = 60.0
@@ -81,7 +83,7 @@ class ForkServer:
             try:
                 self.socket.settimeout(SPAWN_SECONDS)
                 socket.send_fds(self.socket, [json.dumps(spec).encode()], fds)
-                reply = json.loads(self.socket.recv(1 << 16) or b"{}")
+                reply = json.loads(self.socket.recv(MAX_MESSAGE_BYTES) or b"{}")
             except (OSError, ValueError) as error:
                 raise SandboxUnavailable(
                     f"the fork server failed: {error}; {self.stderr_tail()}"
@@ -219,7 +221,7 @@ class ForkedBackend:
 
     def __init__(self, walls: BwrapBackend | None) -> None:
         self.walls = walls
-        self.name = walls.name if walls else "none"
+        self.name: BackendKind = walls.name if walls else "none"
         self._server: ForkServer | None = None
         self._server_lock = threading.Lock()
 

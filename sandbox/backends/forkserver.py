@@ -32,13 +32,12 @@ import signal
 import socket
 import subprocess
 import sys
-import traceback
 from typing import Any
 
 from sandbox.runtime import harness, namespaces
+from sandbox.runtime.constants import MAX_MESSAGE_BYTES
 from sandbox.runtime.lean_imports import import_ocatari
 
-MAX_MESSAGE_BYTES = 1 << 16
 FD_REQUEST, FD_RESULTS = 3, 4  # where a sandbox's two pipe ends sit in the harness
 FD_POLICY = (5, 6, 7)  # and the harness's ends of the policy's request, reply, status pipes
 POLICY_ENV = {"PYTHONHASHSEED": "0"}  # same program + same seed => same episode
@@ -120,21 +119,8 @@ def _supervise(spec: dict[str, Any], prepared: harness.PreparedEnvs) -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if spec["isolate"]:
-        for procs in spec["cgroup_procs"]:
-            with open(procs, "w") as handle:
-                handle.write(str(os.getpid()))
-        namespaces.join_sandbox(spec["init_pid"])
-    pid = os.fork()
-    if pid == 0:
-        try:
-            _harness(spec, prepared)
-            code = 0
-        except BaseException:
-            traceback.print_exc()
-            code = 70
-        finally:
-            sys.stderr.flush()
-        os._exit(code)
+        namespaces.enter_sandbox(spec["cgroup_procs"], spec["init_pid"])
+    pid = namespaces.fork_running(lambda: _harness(spec, prepared), 70)
     for fd in (FD_REQUEST, *FD_POLICY):
         os.close(fd)
     _, status = os.waitpid(pid, 0)
@@ -172,24 +158,19 @@ def _fork_sandbox(
     status_read, status_write = os.pipe()  # keeper -> harness: how the policy ended
     try:
         zygote.spawn(spec, [request_read, reply_write, status_write])
-        pid = os.fork()
-        if pid == 0:
-            try:
-                sandbox_request, results_write, stderr_write = fds
-                os.dup2(stderr_write, 2)
-                os.dup2(stderr_write, 1)
-                devnull = os.open(os.devnull, os.O_RDONLY)
-                os.dup2(devnull, 0)
-                namespaces.move_fds(
-                    [sandbox_request, results_write, request_write, reply_read, status_read]
-                )
-                _supervise(spec, prepared)
-                code = 0
-            except BaseException:
-                traceback.print_exc()
-                code = 72
-            os._exit(code)
-        return pid
+
+        def supervisor() -> None:
+            sandbox_request, results_write, stderr_write = fds
+            os.dup2(stderr_write, 2)
+            os.dup2(stderr_write, 1)
+            devnull = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(devnull, 0)
+            namespaces.move_fds(
+                [sandbox_request, results_write, request_write, reply_read, status_read]
+            )
+            _supervise(spec, prepared)
+
+        return namespaces.fork_running(supervisor, 72)
     finally:
         for fd in (request_read, request_write, reply_read, reply_write, status_read, status_write):
             os.close(fd)

@@ -11,6 +11,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import sys
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 CLONE_NEWNS = 0x00020000
@@ -107,6 +110,16 @@ def join_sandbox(init_pid: int) -> None:
         os.close(root)
 
 
+def enter_sandbox(cgroup_procs: list[str], init_pid: int) -> None:
+    """Move this process into the sandbox's cgroups (each `cgroup.procs` file), then into its
+    namespaces and root (`join_sandbox`): how the fork server's supervisor and the zygote's
+    keeper both step in, before they fork the process that runs there."""
+    for procs in cgroup_procs:
+        with open(procs, "w") as handle:
+            handle.write(str(os.getpid()))
+    join_sandbox(init_pid)
+
+
 def private_tmpfs(target: str, size_bytes: int) -> None:
     """A new mount namespace for this process with an empty read-only tmpfs at `target`:
     whatever the rest of the sandbox has there is out of sight (the policy's own /tmp)."""
@@ -164,3 +177,21 @@ def move_fds(wanted: list[int]) -> None:
     for target, fd in enumerate(parked, start=3):
         os.dup2(fd, target)
     os.closerange(3 + len(wanted), os.sysconf("SC_OPEN_MAX"))
+
+
+def fork_running(work: Callable[[], None], failure_code: int) -> int:
+    """Fork a child that runs `work` and leaves at once (os._exit: never back into the
+    parent's code): status 0, or `failure_code` with the traceback on stderr if it raised.
+    Returns the child's pid to the parent."""
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            work()
+        except BaseException:
+            traceback.print_exc()
+            code = failure_code
+        finally:
+            sys.stderr.flush()
+        os._exit(code)
+    return pid

@@ -37,8 +37,8 @@ import traceback
 from typing import Any
 
 from sandbox.runtime import namespaces, policy_runner
+from sandbox.runtime.constants import EMPTY_TMP_BYTES, MAX_MESSAGE_BYTES
 
-MAX_MESSAGE_BYTES = 1 << 16
 POLICY_FDS = (3, 4)  # request (read), reply (write), as policy_runner.serve_episode takes them
 
 
@@ -47,7 +47,7 @@ def _policy(spec: dict[str, Any]) -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)  # as an exec'd interpreter has
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if spec["isolate"]:
-        namespaces.private_tmpfs("/tmp", 1 << 20)
+        namespaces.private_tmpfs("/tmp", EMPTY_TMP_BYTES)
     os.setsid()
     namespaces.reset_priorities()
     if spec["isolate"]:
@@ -70,10 +70,7 @@ def _keeper(spec: dict[str, Any], fds: list[int]) -> None:
     namespaces.move_fds(fds)  # and the zygote's pipes to the fork server closed
     request_read, reply_write, status_write = 3, 4, 5
     if spec["isolate"]:
-        for procs in spec["cgroup_procs"]:
-            with open(procs, "w") as handle:
-                handle.write(str(os.getpid()))
-        namespaces.join_sandbox(spec["init_pid"])
+        namespaces.enter_sandbox(spec["cgroup_procs"], spec["init_pid"])
     pid = os.fork()
     if pid == 0:
         try:
@@ -98,17 +95,7 @@ def _keeper(spec: dict[str, Any], fds: list[int]) -> None:
 def _spawn(spec: dict[str, Any], fds: list[int]) -> int:
     """Fork the keeper for one sandbox; `fds` (the policy's request and reply ends, the status
     pipe's write end) are this call's to close."""
-    pid = os.fork()
-    if pid == 0:
-        code = 0
-        try:
-            _keeper(spec, fds)
-        except BaseException:
-            traceback.print_exc()
-            code = 72
-        finally:
-            sys.stderr.flush()
-        os._exit(code)
+    pid = namespaces.fork_running(lambda: _keeper(spec, fds), 72)
     for fd in fds:
         os.close(fd)
     return pid

@@ -8,11 +8,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from storage.models import Event
+from storage.models import Event, EventKind
 from storage.queries.rows import HistoryEvent, HistoryRow
 from storage.queries.scores import gc_paused, run_programs, run_scores, scored_fields
 
-HEAD_EVENT_KINDS = ("revert", "rollback", "migration")
+HEAD_EVENT_KINDS: tuple[EventKind, ...] = ("revert", "rollback", "migration")
 
 
 @gc_paused

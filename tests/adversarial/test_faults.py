@@ -38,7 +38,7 @@ import pytest
 
 from engine.config import RunConfig
 from engine.loop import optimize
-from engine.proposers.base import Proposal, ProposalContext, Proposer
+from engine.proposers.base import Proposal, ProposalContext, Proposer, ProposerName
 from engine.proposers.llm import LlmProposer
 from engine.proposers.mutate import MutationProposer
 from sandbox.backends.base import SandboxUnavailable
@@ -72,9 +72,8 @@ SHORT: _Short = {
 class Hooked:
     """A proposer that calls `hooks[i]()` before its i-th proposal (0-based): the fault moment."""
 
-    name = "hooked"
-
     def __init__(self, inner: Proposer, hooks: dict[int, Callable[[], object]]) -> None:
+        self.name: ProposerName = inner.name
         self.inner = inner
         self.hooks = hooks
         self.calls = 0

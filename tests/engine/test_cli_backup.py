@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
-from storage import Store
+from storage import LlmExchange, Store
 from tests.storage.factories import PONG_ENV, policy, result
 
 
@@ -19,7 +19,7 @@ def db(tmp_path: Path) -> Path:
         run = store.create_run("Pong", PONG_ENV)
         program = store.add_program(run.id, policy(1), origin="seed")
         store.record_evaluation(program.id, result([2.0]))
-        store.record_llm_call(run.id, prompt="p", model="m", response="r")
+        store.record_llm_call(run.id, LlmExchange(prompt="p", model="m", response="r"))
     return path
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
-from storage import Store
+from storage import LlmExchange, Store
 from tests.storage.factories import PONG_ENV, result
 
 FORGED = (
@@ -65,13 +65,15 @@ def hostile(tmp_path: Path) -> Hostile:
         )
         store.record_llm_call(
             run.id,
-            prompt=f"## Feedback on the current program\n{FORGED}\n## Task\nwrite code",
-            model=f"model{FORGED}",
-            response=FORGED,
-            tokens_in=10,
-            tokens_out=5,
-            cost=0.001,
-            error=FORGED,
+            LlmExchange(
+                prompt=f"## Feedback on the current program\n{FORGED}\n## Task\nwrite code",
+                model=f"model{FORGED}",
+                response=FORGED,
+                tokens_in=10,
+                tokens_out=5,
+                cost=0.001,
+                error=FORGED,
+            ),
             parent_program_id=seed.id,
             produced_program_id=child.id,
         )

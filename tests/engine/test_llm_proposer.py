@@ -665,15 +665,7 @@ print("run", run.id, flush=True)
 
 
 def record(exchange):
-    store.record_llm_call(
-        run.id,
-        call_id=exchange.id,
-        prompt=exchange.prompt,
-        model=exchange.model,
-        response=exchange.response,
-        error=exchange.error,
-        latency_seconds=exchange.latency_seconds,
-    )
+    store.record_llm_call(run.id, exchange)
     print("recorded", exchange.id, flush=True)
 
 

@@ -33,7 +33,7 @@ from engine.cli import main
 from engine.errors import UserError
 from engine.series import load_series
 from engine.web.app import check_host
-from storage import Store
+from storage import LlmExchange, Store
 from storage.encode import holdout_env_key
 from tests.engine.scripted_llm import DEFAULT_PROGRAM, Answer, ScriptedLLM
 from tests.storage.factories import result
@@ -103,13 +103,15 @@ def site(real_run_db: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory
         )
         store.record_llm_call(
             run_id,
-            prompt="feedback <script>alert('prompt')</script>",
-            model="scripted",
-            response=HOSTILE_REPLY,
-            tokens_in=120,
-            tokens_out=40,
-            latency_seconds=0.25,
-            cost=0.0012,
+            LlmExchange(
+                prompt="feedback <script>alert('prompt')</script>",
+                model="scripted",
+                response=HOSTILE_REPLY,
+                tokens_in=120,
+                tokens_out=40,
+                latency_seconds=0.25,
+                cost=0.0012,
+            ),
             parent_program_id=head,
             produced_program_id=hostile.id,
         )

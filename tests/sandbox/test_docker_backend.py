@@ -170,6 +170,7 @@ def test_docker_backend_exit_codes_and_stale_creators() -> None:
     import socket
 
     from sandbox.backends import docker as backend
+    from sandbox.backends import docker_stale as stale
     from sandbox.backends.cgroups import process_start
 
     assert backend._exit_code(0) == 0
@@ -188,10 +189,10 @@ def test_docker_backend_exit_codes_and_stale_creators() -> None:
         "evocade.pid": str(os.getpid()),
         "evocade.pid-start": process_start(os.getpid()) or "",
     }
-    assert not backend._creator_gone(me)
-    assert backend._creator_gone({**me, "evocade.pid": finished.stdout.strip()})
-    assert backend._creator_gone({**me, "evocade.pid-start": "1"})  # a reused pid
-    assert not backend._creator_gone({**me, "evocade.host": "another-host", "evocade.pid": "1"})
+    assert not stale._creator_gone(me)
+    assert stale._creator_gone({**me, "evocade.pid": finished.stdout.strip()})
+    assert stale._creator_gone({**me, "evocade.pid-start": "1"})  # a reused pid
+    assert not stale._creator_gone({**me, "evocade.host": "another-host", "evocade.pid": "1"})
 
 
 # --- through a real engine -----------------------------------------------------------------

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from storage import InvalidInputError, StorageError, Store
+from storage import InvalidInputError, LlmExchange, StorageError, Store
 from storage.backup import backup_sqlite
 from storage.db import WAL_AUTOCHECKPOINT_PAGES
 from tests.storage.factories import PONG_ENV, policy, result
@@ -58,7 +58,7 @@ def test_checkpoint_runs_by_itself_after_a_burst_of_writes(db_path: Path, tmp_pa
         run = store.create_run("Pong", PONG_ENV)
         for _ in range(calls):
             prompt = "".join(rng.choices(string.ascii_letters, k=call_bytes))
-            store.record_llm_call(run.id, prompt=prompt, model="m")
+            store.record_llm_call(run.id, LlmExchange(prompt=prompt, model="m"))
         in_file = _rows_in_file_alone(db_path, tmp_path / "copy.db", "llm_call")
         # at most one checkpoint interval (plus the call that crossed it) is only in the WAL
         behind = (calls - in_file) * call_bytes

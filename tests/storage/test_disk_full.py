@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from storage import StorageError, Store
+from storage import LlmExchange, StorageError, Store
+from storage.models import RunStatus
 from tests.storage.factories import PONG_ENV, policy, result
 
 
@@ -57,7 +58,7 @@ def _integrity(path: Path) -> str:
 
 @pytest.mark.parametrize("final_status", ["stopped", "failed"])
 def test_disk_full_then_space_back_the_run_can_be_marked(
-    small_disk: Path, final_status: str
+    small_disk: Path, final_status: RunStatus
 ) -> None:
     db = small_disk / "run.db"
     rng = random.Random(0)
@@ -70,7 +71,9 @@ def test_disk_full_then_space_back_the_run_can_be_marked(
         with pytest.raises(StorageError) as full:
             for _ in range(200):  # 200 x 50 KB of incompressible prompt: far past the space left
                 prompt = "".join(rng.choices(string.ascii_letters, k=50_000))
-                committed.append(store.record_llm_call(run.id, prompt=prompt, model="m").id)
+                committed.append(
+                    store.record_llm_call(run.id, LlmExchange(prompt=prompt, model="m")).id
+                )
         message = str(full.value)
         assert "\n" not in message and "full" in message.lower(), message
 
@@ -117,7 +120,7 @@ def test_disk_full_a_grown_wal_still_takes_the_status_change(small_disk: Path) -
         run = store.create_run("Pong", PONG_ENV)
         for _ in range(4):  # grow the WAL by ~200 KB, then checkpoint it without truncating
             prompt = "".join(rng.choices(string.ascii_letters, k=50_000))
-            store.record_llm_call(run.id, prompt=prompt, model="m")
+            store.record_llm_call(run.id, LlmExchange(prompt=prompt, model="m"))
         checkpoint = store.checkpoint()
         assert checkpoint is not None and checkpoint.complete
         filler = _fill(small_disk)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, text, update
 
-from storage import AppendOnlyError, InvalidInputError, NotFoundError, Store
+from storage import AppendOnlyError, InvalidInputError, LlmExchange, NotFoundError, Store
 from storage.encode import cap_text, storable_text
 from storage.models import LlmCall, LlmPrompt
 from tests.storage.factories import PONG_ENV, policy
@@ -34,11 +34,8 @@ def test_llm_call_keeps_the_client_made_id(store: Store) -> None:
     call_id = uuid.uuid4().hex
     call = store.record_llm_call(
         run_id,
-        prompt=PROMPT,
-        model="m",
-        error="HTTP 503",
+        LlmExchange(prompt=PROMPT, model="m", error="HTTP 503", id=call_id),
         parent_program_id=parent_id,
-        call_id=call_id,
     )
     assert call.id == call_id
     stored = store.get_llm_call(call_id)
@@ -52,8 +49,14 @@ def test_llm_call_keeps_the_client_made_id(store: Store) -> None:
 def test_llm_call_recorded_twice_with_one_id_is_one_row(store: Store) -> None:
     run_id, _ = _run_with_program(store)
     call_id = uuid.uuid4().hex
-    first = store.record_llm_call(run_id, prompt=PROMPT, model="m", response="a", call_id=call_id)
-    again = store.record_llm_call(run_id, prompt=PROMPT, model="m", response="b", call_id=call_id)
+    first = store.record_llm_call(
+        run_id,
+        LlmExchange(prompt=PROMPT, model="m", response="a", id=call_id),
+    )
+    again = store.record_llm_call(
+        run_id,
+        LlmExchange(prompt=PROMPT, model="m", response="b", id=call_id),
+    )
     assert again.id == first.id and again.response == "a"  # the stored row, unchanged
     assert [call.id for call in store.llm_calls(run_id)] == [call_id]
 
@@ -62,16 +65,19 @@ def test_llm_call_id_of_another_run_or_malformed_is_refused(store: Store) -> Non
     run_id, _ = _run_with_program(store)
     other = store.create_run("Pong", PONG_ENV)
     call_id = uuid.uuid4().hex
-    store.record_llm_call(run_id, prompt=PROMPT, model="m", call_id=call_id)
+    store.record_llm_call(run_id, LlmExchange(prompt=PROMPT, model="m", id=call_id))
     with pytest.raises(InvalidInputError, match="belongs to run"):
-        store.record_llm_call(other.id, prompt=PROMPT, model="m", call_id=call_id)
+        store.record_llm_call(other.id, LlmExchange(prompt=PROMPT, model="m", id=call_id))
     with pytest.raises(InvalidInputError, match="32 lowercase hex"):
-        store.record_llm_call(run_id, prompt=PROMPT, model="m", call_id="'; DROP TABLE run; --")
+        store.record_llm_call(
+            run_id,
+            LlmExchange(prompt=PROMPT, model="m", id="'; DROP TABLE run; --"),
+        )
 
 
 def test_llm_call_link_sets_the_produced_program_once(store: Store) -> None:
     run_id, parent_id = _run_with_program(store)
-    call = store.record_llm_call(run_id, prompt=PROMPT, model="m", call_id=uuid.uuid4().hex)
+    call = store.record_llm_call(run_id, LlmExchange(prompt=PROMPT, model="m", id=uuid.uuid4().hex))
     child = store.add_program(run_id, policy(2), parent_id=parent_id)
     other = store.add_program(run_id, policy(3), parent_id=parent_id)
 
@@ -86,7 +92,7 @@ def test_llm_call_link_sets_the_produced_program_once(store: Store) -> None:
 def test_llm_call_link_checks_the_call_and_the_program(store: Store) -> None:
     run_id, _ = _run_with_program(store)
     _, other_program = _run_with_program(store)
-    call = store.record_llm_call(run_id, prompt=PROMPT, model="m")
+    call = store.record_llm_call(run_id, LlmExchange(prompt=PROMPT, model="m"))
     with pytest.raises(NotFoundError):
         store.link_llm_call("0" * 32, other_program)
     with pytest.raises(InvalidInputError, match="belongs to run"):
@@ -99,7 +105,11 @@ def test_llm_call_produced_program_is_one_way_below_the_store(store: Store) -> N
     """The one-way rule holds for any ORM write, not only for `link_llm_call`."""
     run_id, parent_id = _run_with_program(store)
     child = store.add_program(run_id, policy(2), parent_id=parent_id)
-    call = store.record_llm_call(run_id, prompt=PROMPT, model="m", produced_program_id=child.id)
+    call = store.record_llm_call(
+        run_id,
+        LlmExchange(prompt=PROMPT, model="m"),
+        produced_program_id=child.id,
+    )
     with pytest.raises(AppendOnlyError, match="once set"), store._write() as session:
         session.get(LlmCall, call.id).produced_program_id = parent_id  # type: ignore[union-attr]
     with pytest.raises(AppendOnlyError, match="once set"), store._write() as session:
@@ -114,8 +124,11 @@ def test_llm_call_produced_program_is_one_way_below_the_store(store: Store) -> N
 def test_llm_call_prompts_are_stored_once(store: Store) -> None:
     run_id, _ = _run_with_program(store)
     for attempt in range(5):  # one proposal: the same prompt, four failures and an answer
-        store.record_llm_call(run_id, prompt=PROMPT, model="m", error=f"HTTP 503 #{attempt}")
-    store.record_llm_call(run_id, prompt=PROMPT + "changed", model="m")
+        store.record_llm_call(
+            run_id,
+            LlmExchange(prompt=PROMPT, model="m", error=f"HTTP 503 #{attempt}"),
+        )
+    store.record_llm_call(run_id, LlmExchange(prompt=PROMPT + "changed", model="m"))
     calls = store.llm_calls(run_id)
     assert len(calls) == 6 and _prompt_rows(store) == 2
     assert [call.prompt for call in calls] == [PROMPT] * 5 + [PROMPT + "changed"]
@@ -134,7 +147,10 @@ def test_llm_call_same_prompt_from_concurrent_writers(database: str | Path) -> N
         try:
             for round_number in range(10):
                 barrier.wait(timeout=60)
-                store.record_llm_call(run_id, prompt=f"{PROMPT}{round_number}", model=f"{number}")
+                store.record_llm_call(
+                    run_id,
+                    LlmExchange(prompt=f"{PROMPT}{round_number}", model=f"{number}"),
+                )
         except BaseException as error:
             failures.append(error)
             barrier.abort()
@@ -156,8 +172,11 @@ def test_llm_call_response_is_capped_and_the_cut_recorded(database: str | Path) 
     with Store.open(database, response_cap_bytes=1000) as store:
         run_id, _ = _run_with_program(store)
         huge = "```python\n" + policy(2) + "```\n" + "é" * 2_500_000  # 5 MB of two-byte letters
-        call = store.record_llm_call(run_id, prompt=PROMPT, model="m", response=huge)
-        small = store.record_llm_call(run_id, prompt=PROMPT, model="m", response="short")
+        call = store.record_llm_call(run_id, LlmExchange(prompt=PROMPT, model="m", response=huge))
+        small = store.record_llm_call(
+            run_id,
+            LlmExchange(prompt=PROMPT, model="m", response="short"),
+        )
         stored = store.get_llm_call(call.id)
         assert stored.response is not None and huge.startswith(stored.response)
         assert len(stored.response.encode()) <= 1000
@@ -171,7 +190,8 @@ def test_llm_call_untrusted_text_is_stored_on_every_backend(store: Store) -> Non
     run_id, _ = _run_with_program(store)
     hostile = "before\x00after \ud800 lone surrogate"
     call = store.record_llm_call(
-        run_id, prompt=hostile, model="m\x00", response=hostile, error=hostile
+        run_id,
+        LlmExchange(prompt=hostile, model="m\x00", response=hostile, error=hostile),
     )
     stored = store.get_llm_call(call.id)
     for value in (stored.prompt, stored.response, stored.error, stored.model):

@@ -8,7 +8,7 @@ from pathlib import Path
 from alembic import command
 from sqlalchemy import func, insert, inspect, select, text
 
-from storage import Store
+from storage import LlmExchange, Store
 from storage.db import alembic_config, head_revision
 from storage.models import LlmPrompt
 from tests.storage.test_migrations import _engine, _insert, _migrate_to, _table
@@ -75,7 +75,7 @@ def test_migration_0004_moves_prompts_out_once_each(database: str | Path) -> Non
         with store._read() as session:
             assert session.scalar(select(func.count()).select_from(LlmPrompt)) == 3
         # a new call with an old prompt reuses its row
-        store.record_llm_call(RUN_ID, prompt=PROMPTS[1], model="m")
+        store.record_llm_call(RUN_ID, LlmExchange(prompt=PROMPTS[1], model="m"))
         with store._read() as session:
             assert session.scalar(select(func.count()).select_from(LlmPrompt)) == 3
         usage = store.run_usage(RUN_ID)

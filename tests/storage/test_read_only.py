@@ -9,7 +9,7 @@ import pytest
 from alembic import command
 from sqlalchemy import create_engine
 
-from storage import AmbiguousIdError, NotFoundError, StorageError, Store
+from storage import AmbiguousIdError, LlmExchange, NotFoundError, StorageError, Store
 from storage.db import alembic_config
 from tests.storage.factories import PONG_ENV, policy, result
 
@@ -24,9 +24,7 @@ def _filled(database: str | Path) -> tuple[str, str, str]:
         store.record_evaluation(child.id, result([3.0, 4.0]))
         store.record_llm_call(
             run.id,
-            prompt="feedback on the seed",
-            model="m",
-            response="r",
+            LlmExchange(prompt="feedback on the seed", model="m", response="r"),
             parent_program_id=seed.id,
             produced_program_id=child.id,
         )
@@ -40,7 +38,7 @@ def test_read_only_store_reads_and_refuses_every_write(database: str | Path) -> 
         with pytest.raises(StorageError):
             store.create_run("Pong", PONG_ENV)
         with pytest.raises(StorageError):
-            store.add_event(run_id, "note", "a viewer must not write")
+            store.add_event(run_id, "note", "a viewer must not write")  # type: ignore[arg-type]  # no writer uses it
         with pytest.raises(StorageError):
             store.set_head(run_id, child_id)
     with Store.open(database) as store:
@@ -54,7 +52,7 @@ def test_read_only_store_leaves_the_sqlite_file_byte_for_byte(db_path: Path) -> 
     with Store.open_read_only(db_path) as store:
         store.history(run_id)
         with pytest.raises(StorageError):
-            store.add_event(run_id, "note")
+            store.add_event(run_id, "note")  # type: ignore[arg-type]  # any kind: refused
     assert hashlib.sha256(db_path.read_bytes()).hexdigest() == before
 
 

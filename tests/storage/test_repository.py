@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from storage import InvalidInputError, NotFoundError, StorageError, Store, env_key
+from storage import InvalidInputError, LlmExchange, NotFoundError, StorageError, Store, env_key
 from storage.models import Evaluation, Program, Trace
 from tests.storage.factories import PONG_ENV, policy, rejected_result, result
 
@@ -244,7 +244,7 @@ def test_repository_set_status_logs_event(store: Store) -> None:
     assert [e.kind for e in events] == ["run_started", "run_stopped", "run_resumed"]
     assert events[1].message == "budget spent"
     with pytest.raises(InvalidInputError, match="run status"):
-        store.set_status(run.id, "paused")
+        store.set_status(run.id, "paused")  # type: ignore[arg-type]  # what untyped callers may do
 
 
 def test_repository_records_llm_calls_and_events(store: Store) -> None:
@@ -253,17 +253,19 @@ def test_repository_records_llm_calls_and_events(store: Store) -> None:
     child = store.add_program(run.id, policy(1), parent_id=parent.id)
     store.record_llm_call(
         run.id,
-        prompt="improve this",
-        response="```python\n...```",
-        model="gpt-x",
-        tokens_in=1200,
-        tokens_out=300,
-        latency_seconds=4.5,
-        cost=0.01,
+        LlmExchange(
+            prompt="improve this",
+            response="```python\n...```",
+            model="gpt-x",
+            tokens_in=1200,
+            tokens_out=300,
+            latency_seconds=4.5,
+            cost=0.01,
+        ),
         parent_program_id=parent.id,
         produced_program_id=child.id,
     )
-    store.record_llm_call(run.id, prompt="again", model="gpt-x", error="rate limited")
+    store.record_llm_call(run.id, LlmExchange(prompt="again", model="gpt-x", error="rate limited"))
     calls = store.llm_calls(run.id)
     assert [call.produced_program_id for call in calls] == [child.id, None]
     assert calls[1].error == "rate limited" and calls[0].tokens_out == 300
@@ -272,7 +274,7 @@ def test_repository_records_llm_calls_and_events(store: Store) -> None:
     assert store.events(run.id)[-1].data == {"iterations": 20}
     assert [event.kind for event in store.events()][-1] == "crash_recovery"
     with pytest.raises(InvalidInputError, match="snake_case"):
-        store.add_event(run.id, "Budget Hit!")
+        store.add_event(run.id, "Budget Hit!")  # type: ignore[arg-type]  # untyped callers may
 
 
 def test_repository_dedup_holds_across_two_open_stores(database: str | Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from storage import NotFoundError, Store
+from storage import LlmExchange, NotFoundError, Store
 from tests.storage.factories import PONG_ENV, policy, rejected_result, result
 
 
@@ -36,8 +36,11 @@ def test_run_usage_sums_every_call_and_evaluation_of_the_run(store: Store) -> No
         {"tokens_in": 900, "tokens_out": 100},  # a model without a price
     ]
     for call in calls:
-        store.record_llm_call(run.id, prompt="p", model="m", **call)  # type: ignore[arg-type]
-    store.record_llm_call(other.id, prompt="p", model="m", tokens_in=5, tokens_out=5, cost=9.0)
+        store.record_llm_call(run.id, LlmExchange(prompt="p", model="m", **call))  # type: ignore[arg-type]
+    store.record_llm_call(
+        other.id,
+        LlmExchange(prompt="p", model="m", tokens_in=5, tokens_out=5, cost=9.0),
+    )
 
     usage = store.run_usage(run.id)
     assert (usage.calls, usage.failed_calls, usage.unpriced_calls) == (5, 2, 1)

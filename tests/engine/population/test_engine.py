@@ -16,7 +16,7 @@ import pytest
 
 from engine.config import RunConfig
 from engine.loop import StopRequest, optimize
-from engine.proposers.base import Proposal, ProposalContext
+from engine.proposers.base import Proposal, ProposalContext, ProposerName
 from engine.proposers.mutate import MutationProposer
 from storage import Store, env_key, holdout_env_key
 from tests.engine.fake_runner import FakeRunner
@@ -198,7 +198,7 @@ def test_islands_grow_side_by_side_and_migrate(
 class Scripted:
     """Proposes the given sources in order (of iteration number)."""
 
-    name = "scripted"
+    name: ProposerName = "llm"  # it proposes as an LLM would (origin "llm")
 
     def __init__(self, sources: list[str]) -> None:
         self.sources = sources
