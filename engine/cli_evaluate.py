@@ -16,7 +16,7 @@ import typer
 
 from engine.cli_sandbox import diagnostic_lines, json_text, read_policy_file
 from engine.episode_progress import EpisodeProgress, ProgressRunner
-from engine.errors import UserError
+from engine.errors import BackendUnavailable, UserError
 from engine.interruptible import Interrupted, kill_children, kill_own_containers, run_stoppable
 from engine.textsafe import indented, safe_line
 from sandbox.names import BackendName
@@ -190,8 +190,8 @@ def _open_runner(sandbox: BackendName, limits: Limits, workers: int | None) -> W
         )
     try:
         return open_runner(sandbox, limits, slots=workers)
-    except SandboxUnavailable as error:
-        raise UserError(str(error)) from None
+    except SandboxUnavailable as error:  # exit 1, as `run` gives: the machine, not the input
+        raise BackendUnavailable(f"no sandbox backend: --sandbox {sandbox}: {error}") from None
 
 
 def play_interruptibly(

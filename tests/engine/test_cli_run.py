@@ -93,9 +93,19 @@ REJECTED_SEED = "def act(obs):\n    import os\n    return 0\n"
         ("iteratons = 2\n", {}, "unknown setting 'iteratons' (did you mean 'iterations'?)"),
         ('iterations = "2"\n', {}, "setting 'iterations' must be an integer"),
         ('sandbox = "bwarp"\n', {}, "setting 'sandbox' must be one of"),
-        ("", {"seed.py": REJECTED_SEED}, "rejected by the checker: line 2: import-not-allowed"),
+        (
+            "",
+            {"seed.py": REJECTED_SEED},
+            "the seed program is rejected by the checker: SEED:2:5: import-not-allowed: ",
+        ),
         ("", {"seed.py": "  \n"}, "is empty"),
         ('model = "m"\nbase_url = "ftp://x"\n', {}, "base-url must start with http://"),
+        ("max_steps = 30.5\n", {}, "setting 'max_steps' must be an integer, got 30.5"),
+        ("episodes = [1, 2]\n", {}, "setting 'episodes' must be an integer, got [1, 2]"),
+        ("iterations = true\n", {}, "setting 'iterations' must be an integer, got True"),
+        ('deterministic = "yes"\n', {}, "setting 'deterministic' must be true or false"),
+        # an integer where a number is wanted is fine: the next setting is what is refused
+        ("max_cost = 5\nmax_time = -1\n", {}, "max-time-seconds must be positive"),
     ],
 )
 def test_cli_run_refuses_bad_settings_before_creating_anything(
@@ -108,11 +118,122 @@ def test_cli_run_refuses_bad_settings_before_creating_anything(
         (tmp_path / name).write_text(text)
         args += ["--seed-program", str(tmp_path / name)]
     assert main(args) == 2
-    assert expected in _one_line_error(capsys)
+    assert expected.replace("SEED", str(tmp_path / "seed.py")) in _one_line_error(capsys)
     assert not (tmp_path / "run.db").exists()  # bad input stores nothing
 
 
+@pytest.mark.parametrize("kind", ["directory", "path through a file", "unreadable"])
+def test_cli_run_unreadable_config_file_is_one_line(kind: str, tmp_path: Path, capsys) -> None:
+    path = tmp_path / "run.toml"
+    if kind == "directory":
+        path.mkdir()
+        expected = f"error: the config file {path} is a directory: give a TOML file"
+    elif kind == "path through a file":
+        (tmp_path / "file").write_text("")
+        path = tmp_path / "file" / "run.toml"
+        expected = f"error: cannot read the config file {path}: Not a directory"
+    else:
+        if os.geteuid() == 0:
+            pytest.skip("root reads a file whatever its mode")
+        path.write_text("iterations = 1\n")
+        path.chmod(0)
+        expected = f"error: cannot read the config file {path}: Permission denied"
+    db = tmp_path / "run.db"
+    assert main(["run", "--game", "Pong", "--config", str(path), "--db", str(db)]) == 2
+    assert _one_line_error(capsys) == expected
+    assert not db.exists()
+
+
+NO_DOCKER = "unix:///nonexistent/docker.sock"
+NO_BACKEND = "error: no sandbox backend: --sandbox docker: no Docker engine answers at " + NO_DOCKER
+
+
+def test_cli_run_without_a_sandbox_backend_stores_nothing(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The backend is opened before the run row is created: no Docker engine is one line and
+    exit 1 (the machine is not ready; the input was fine), and no database appears."""
+    monkeypatch.setenv("DOCKER_HOST", NO_DOCKER)
+    db = tmp_path / "run.db"
+    assert main(["run", "--game", "Pong", "--sandbox", "docker", "--db", str(db)]) == 1
+    assert _one_line_error(capsys).startswith(NO_BACKEND)
+    config = tmp_path / "run.toml"
+    config.write_text('sandbox = "docker"\n')
+    assert main(["run", "--game", "Pong", "--config", str(config), "--db", str(db)]) == 1
+    assert _one_line_error(capsys).startswith(NO_BACKEND)
+    assert not db.exists()
+
+
+def test_cli_run_resume_without_its_backend_leaves_the_run_resumable(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engine.config import RunConfig
+    from storage import Store
+
+    db = str(tmp_path / "run.db")
+    config = RunConfig(game="Pong", sandbox="docker", iterations=3)
+    with Store.open(db) as store:
+        run = store.create_run("Pong", config.full_env().model_dump(), config.to_json())
+        store.set_status(run.id, "stopped", "received SIGINT")
+        before = ([e.kind for e in store.events(run.id)], store.get_run(run.id).status)
+    monkeypatch.setenv("DOCKER_HOST", NO_DOCKER)
+    for more in ([], ["--iterations", "5"]):
+        assert main(["run", "--resume", run.id[:8], *more, "--db", db]) == 1
+        assert _one_line_error(capsys).startswith(NO_BACKEND)
+    with Store.open(db) as store:
+        after = ([e.kind for e in store.events(run.id)], store.get_run(run.id).status)
+    assert after == before == (["run_started", "run_stopped"], "stopped")
+
+
 SHORT_RUN = ["--episodes", "1", "--max-steps", "150", "--holdout-episodes", "0"]
+
+
+@pytest.mark.bwrap
+def test_cli_run_resume_names_the_next_iteration_and_refuses_to_do_nothing(
+    tmp_path: Path, capsys, bwrap_backend
+) -> None:
+    """The resume line names the first iteration it runs (the next `iter` line's number); a
+    resume with every iteration already decided is refused whatever the run's status, with
+    nothing appended; a seed program with a UTF-8 BOM (an editor's) is accepted."""
+    from storage import Store
+
+    seed = tmp_path / "seed.py"
+    seed.write_text(
+        "\ufeffdef act(obs):\n    return 2 if obs.get('Ball') else 0\n", encoding="utf-8"
+    )
+    db = str(tmp_path / "run.db")
+    first = ["run", "--game", "Pong", *SHORT_RUN, "--concurrency", "1", "--sandbox", "bwrap"]
+    assert main([*first, "--iterations", "2", "--seed-program", str(seed), "--db", db]) == 0
+    capsys.readouterr()
+    with Store.open(db) as store:
+        (run,) = store.runs()
+        (stored_seed,) = [p for p in store.history(run.run_id) if p.origin == "seed"]
+        assert store.get_program(stored_seed.program_id).source.startswith("def act(obs):")
+    short = run.run_id[:8]
+
+    assert main(["run", "--resume", short, "--iterations", "3", "--db", db]) == 0
+    err = capsys.readouterr().err
+    (resumed,) = [line for line in err.splitlines() if line.startswith("resuming run")]
+    assert resumed.startswith(f"resuming run {short} at iteration 3 (2 decided, "), err
+    assert [line.split()[1] for line in err.splitlines() if line.startswith("iter ")] == ["3"]
+
+    go_on = "give --iterations N with N above 3 to go on"
+    for status in ("failed", "stopped", "running"):  # running: a process killed with -9
+        with Store.open(db) as store:
+            store.set_status(run.run_id, status, "set by the test")
+            events = len(store.events(run.run_id))
+        assert main(["run", "--resume", short, "--db", db]) == 2
+        assert _one_line_error(capsys) == (
+            f"error: run {short} ({status}) has all its 3 iterations decided: {go_on}"
+        )
+        assert main(["run", "--resume", short, "--iterations", "2", "--db", db]) == 2
+        assert (
+            _one_line_error(capsys)
+            == f"error: run {short} has already decided 3 iterations: {go_on}"
+        )
+        with Store.open(db) as store:
+            assert len(store.events(run.run_id)) == events  # nothing appended
+            assert store.get_run(run.run_id).status == status
 
 
 @pytest.mark.bwrap
@@ -133,8 +254,11 @@ def test_cli_run_toml_settings_take_effect_and_resume_refuses_changes(
     assert stored["sandbox"] == "bwrap" and stored["islands"] == 2  # the file's, not defaults
 
     resume = ["run", "--resume", run.run_id[:8], "--db", db]
-    assert main([*resume, "--episodes", "3"]) == 2
-    assert "drop --episodes" in _one_line_error(capsys)
+    for changed in (["--episodes", "3"], ["--max-steps", "99"], ["--deterministic"]):
+        assert main([*resume, *changed, "--iterations", "5"]) == 2
+        assert f"drop {changed[0]} (only budgets" in _one_line_error(capsys)
+    assert main([*resume, "--model", "m", "--base-url", "http://127.0.0.1:9/v1"]) == 2
+    assert "drop --model, --base-url (only budgets" in _one_line_error(capsys)
     assert main(resume) == 2  # finished, and no more iterations asked for
     assert "is finished (1 iterations): give --iterations N" in _one_line_error(capsys)
     with Store.open(db) as store:
