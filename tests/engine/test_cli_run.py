@@ -374,3 +374,179 @@ def test_cli_run_sigint_exits_130_and_kill_9_shows_interrupted(
     assert listed[1]["status"] == "running"  # stored as it was; shown as interrupted
     assert main(["runs", "--db", str(db)]) == 0
     assert "interrupted" in capsys.readouterr().out
+
+
+class _Lines:
+    """A subprocess's stderr, read line by line on a thread, waited on for a line."""
+
+    def __init__(self, stream) -> None:
+        import queue
+        import threading
+
+        self.seen: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def wait_for(self, start: str, timeout: float = 600.0) -> str:
+        import queue
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self._queue.get(timeout=1.0)
+            except queue.Empty:
+                continue
+            if line is None:
+                break
+            self.seen.append(line)
+            if line.startswith(start):
+                return line
+        raise AssertionError(f"no line starting {start!r}; saw: {self.seen}")
+
+    def rest(self) -> str:
+        self._thread.join(60)
+        while not self._queue.empty():
+            line = self._queue.get()
+            if line is not None:
+                self.seen.append(line)
+        return "\n".join(self.seen)
+
+
+# Every proposal spins in act(): with act() allowed 600 s, a candidate's first episode only
+# ends when the sandbox's CPU limit (300 CPU-s) cuts it, so "finishing the candidates in flight"
+# cannot happen by itself while the test looks.
+SPINNER = "def act(obs):\n    while True:\n        pass\n"
+
+
+def _llm_programs_evaluated(db: Path, run_id: str) -> int:
+    from storage import Store
+
+    with Store.open(db) as store:
+        llm = {p.program_id for p in store.history(run_id) if p.origin == "llm"}
+        return sum(e.program_id in llm for e in store.run_evaluations(run_id))
+
+
+def _wait_for_llm_program(db: Path, count: int) -> str:
+    from storage import Store
+
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if db.exists():
+            with Store.open(db) as store:
+                runs = store.runs()
+                if runs and sum(p.origin == "llm" for p in store.history(runs[0].run_id)) >= count:
+                    return runs[0].run_id
+        time.sleep(0.2)
+    raise AssertionError(f"no {count} proposed program(s) within 600 s")
+
+
+@pytest.mark.bwrap
+def test_cli_run_second_ctrl_c_abandons_and_a_second_resume_is_refused(
+    tmp_path: Path, capsys, scripted_llm, bwrap_backend
+) -> None:
+    """First SIGINT: "stopping: finishing N candidate(s)"; a second one abandons them (exit
+    130, what they were playing not recorded, `--resume` plays them again). While that resume
+    drives the run, another `--resume` of it is refused in one line, exit 2, nothing appended."""
+    import signal
+    import subprocess
+
+    from storage import Store
+    from tests.engine.scripted_llm import Answer
+
+    llm = scripted_llm(when_empty=Answer(SPINNER))
+    config = tmp_path / "run.toml"
+    config.write_text("act_seconds = 600.0\n")
+    db = tmp_path / "run.db"
+    argv = _console("run", "--game", "Pong", *SHORT_RUN, "--iterations", "50", "--model", "m")
+    argv += ["--base-url", llm.base_url, "--sandbox", "bwrap", "--config", str(config)]
+    argv += ["--db", str(db)]
+    env = {**os.environ, "OPENAI_API_KEY": "test"}
+
+    def start(args: list[str]) -> tuple[subprocess.Popen[str], _Lines]:
+        process = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
+        return process, _Lines(process.stderr)
+
+    def stop_twice(process: subprocess.Popen[str], lines: _Lines) -> str:
+        process.send_signal(signal.SIGINT)
+        stopping = lines.wait_for("stopping: finishing ")
+        assert "candidate(s) in flight (again to abandon them" in stopping
+        process.send_signal(signal.SIGINT)
+        out = process.communicate(timeout=600)[0]
+        err = lines.rest()
+        assert process.returncode == 130, err
+        assert "stopped: received SIGINT" in out and "Traceback" not in err
+        return err
+
+    process, lines = start(argv)
+    try:
+        lines.wait_for("seed program ")  # a progress line: the run is under way
+        run_id = _wait_for_llm_program(db, 1)  # ... and a spinning candidate is in flight
+        stop_twice(process, lines)
+    finally:
+        process.kill()
+    assert _llm_programs_evaluated(db, run_id) == 0  # abandoned: nothing of theirs recorded
+
+    resumer, lines = start(_console("run", "--resume", run_id[:8], "--db", str(db)))
+    try:
+        resumed = lines.wait_for("resuming run ")
+        assert " in flight" in resumed and " 0 in flight" not in resumed, resumed
+        with Store.open(db) as store:
+            kinds = [e.kind for e in store.events(run_id)]
+        assert main(["run", "--resume", run_id[:8], "--iterations", "60", "--db", str(db)]) == 2
+        assert "is being driven by another process (pid " in _one_line_error(capsys)
+        with Store.open(db) as store:
+            after = [e.kind for e in store.events(run_id)]
+        assert after[: len(kinds)] == kinds
+        assert after.count("run_resumed") == kinds.count("run_resumed") == 1
+        stop_twice(resumer, lines)
+    finally:
+        resumer.kill()
+
+
+@pytest.mark.bwrap
+def test_cli_run_live_progress_on_a_terminal(tmp_path: Path, bwrap_backend) -> None:
+    """With stderr on a terminal the progress is a rich table (LiveReporter); the outcome line
+    still goes to stdout."""
+    import pty
+    import select
+    import subprocess
+
+    controller, terminal = pty.openpty()
+    argv = _console("run", "--game", "Pong", *SHORT_RUN, "--iterations", "2", "--sandbox")
+    argv += ["bwrap", "--db", str(tmp_path / "run.db")]
+    process = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+        text=True,
+        env={**os.environ, "COLUMNS": "120"},
+    )
+    os.close(terminal)
+    shown = b""
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([controller], [], [], 1.0)
+        if ready:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # the terminal closed: the process is gone
+                break
+            if not chunk:
+                break
+            shown += chunk
+        elif process.poll() is not None:
+            break
+    os.close(controller)
+    out = process.communicate(timeout=60)[0]
+    assert process.returncode == 0, shown
+    assert ": iterations; best program " in out
+    assert b"evocade run" in shown and b"2 / 2" in shown and b"Traceback" not in shown
+    assert b"iter    1" not in shown  # the table, not the plain lines
