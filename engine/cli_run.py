@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from engine.cli_sandbox import diagnostic_lines, read_policy_file
-from engine.config import BUDGET_FIELDS, SETTING_ALIASES, RunConfig, config_from_settings
+from engine.config import (
+    BUDGET_FIELDS,
+    SETTING_ALIASES,
+    RunConfig,
+    config_from_settings,
+    default,
+    option_name,
+)
 from engine.db_option import DEFAULT_DB, DbOption, opened_store, refuse_unusable_location
 from engine.errors import BackendUnavailable, UserError
 from engine.proposers.base import Proposer
@@ -70,7 +77,9 @@ def run_command(
     resume: Annotated[
         str | None, typer.Option(help="Continue the run with this id (prefix ok).")
     ] = None,
-    iterations: Annotated[int | None, typer.Option(help="Proposals to make (default 20).")] = None,
+    iterations: Annotated[
+        int | None, typer.Option(help=f"Proposals to make (default {default('iterations')}).")
+    ] = None,
     proposer: Annotated[
         str | None, typer.Option(help="`llm` or `mutate` (default: llm when --model is set).")
     ] = None,
@@ -84,8 +93,13 @@ def run_command(
     seed_program: Annotated[
         Path | None, typer.Option(help="Start from this policy instead of the game's starter.")
     ] = None,
-    episodes: Annotated[int | None, typer.Option(help="Episodes per full evaluation.")] = None,
-    max_steps: Annotated[int | None, typer.Option(help="Step cap per episode.")] = None,
+    episodes: Annotated[
+        int | None,
+        typer.Option(help=f"Episodes per full evaluation (default {default('episodes')})."),
+    ] = None,
+    max_steps: Annotated[
+        int | None, typer.Option(help=f"Step cap per episode (default {default('max_steps')}).")
+    ] = None,
     deterministic: Annotated[
         bool, typer.Option(help="Frameskip 4, no sticky actions (the paper's setting).")
     ] = False,
@@ -94,34 +108,47 @@ def run_command(
     max_cost: Annotated[float | None, typer.Option(help="Budget: LLM cost.")] = None,
     max_time: Annotated[float | None, typer.Option(help="Budget: wall seconds.")] = None,
     sandbox: Annotated[
-        BackendName | None, typer.Option(help="Isolation backend (default auto).")
+        BackendName | None, typer.Option(help=f"Isolation backend (default {default('sandbox')}).")
     ] = None,
     concurrency: Annotated[
         int | None,
         typer.Option(help="Candidates in flight at once (default: enough to fill every core)."),
     ] = None,
     islands: Annotated[
-        int | None, typer.Option(help="Lineages evolved side by side (default 1).")
+        int | None,
+        typer.Option(help=f"Lineages evolved side by side (default {default('islands')})."),
     ] = None,
     migrate_every: Annotated[
         int | None,
-        typer.Option(help="Reseed the worst island from the best every N iterations (10)."),
+        typer.Option(
+            help="Reseed the worst island from the best every N iterations "
+            f"(default {default('migrate_every')})."
+        ),
     ] = None,
     holdout_episodes: Annotated[
         int | None,
-        typer.Option(help="Held-out episodes that confirm a new best (default 3; 0: off)."),
+        typer.Option(
+            help="Held-out episodes that confirm a new best "
+            f"(default {default('holdout_episodes')}; 0: off)."
+        ),
     ] = None,
     executor: Annotated[
-        str | None, typer.Option(help="`local` (default) or `ray` (a Ray cluster).")
+        str | None,
+        typer.Option(help=f"`local` or `ray` (a Ray cluster); default {default('executor')}."),
     ] = None,
     ray_address: Annotated[
         str | None, typer.Option(help="The Ray cluster to use with --executor ray.")
     ] = None,
     llm_timeout: Annotated[
-        float | None, typer.Option(help="Seconds per LLM request before a retry (120).")
+        float | None,
+        typer.Option(
+            help="Seconds per LLM request before a retry "
+            f"(default {default('llm_timeout_seconds'):g})."
+        ),
     ] = None,
     llm_retries: Annotated[
-        int | None, typer.Option(help="Retries of a failed LLM request (4).")
+        int | None,
+        typer.Option(help=f"Retries of a failed LLM request (default {default('llm_retries')})."),
     ] = None,
     db: DbOption = DEFAULT_DB,
     as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
@@ -164,12 +191,6 @@ def _given_settings(params: dict[str, Any]) -> dict[str, Any]:
         for name, value in params.items()
         if name not in NOT_SETTINGS and value is not None and value is not False
     }
-
-
-def _flag(setting: str) -> str:
-    """The command-line option that sets RunConfig's field `setting`."""
-    option = next((alias for alias, name in SETTING_ALIASES.items() if name == setting), setting)
-    return f"--{option.replace('_', '-')}"
 
 
 def _drive(
@@ -273,7 +294,7 @@ def _new_config(values: dict[str, Any]) -> RunConfig:
 
 def _refuse_changes(settings: dict[str, Any], others: dict[str, object]) -> None:
     """A resume continues the run as it was configured: only budgets may change."""
-    given = [_flag(name) for name in settings if name not in BUDGET_FIELDS]
+    given = [option_name(name) for name in settings if name not in BUDGET_FIELDS]
     given += [option for option, value in others.items() if value is not None]
     if given:
         raise UserError(

@@ -105,7 +105,11 @@ REJECTED_SEED = "def act(obs):\n    import os\n    return 0\n"
         ("iterations = true\n", {}, "setting 'iterations' must be an integer, got True"),
         ('deterministic = "yes"\n', {}, "setting 'deterministic' must be true or false"),
         # an integer where a number is wanted is fine: the next setting is what is refused
-        ("max_cost = 5\nmax_time = -1\n", {}, "max-time-seconds must be positive"),
+        ("max_cost = 5\nmax_time = -1\n", {}, "--max-time must be positive (got -1)"),
+        # the ranges `evaluate` checks, from the same RunConfig.validate (pydantic's traceback
+        # from Limits before)
+        ("memory_mb = 16\n", {}, "--memory-mb must be between 32 and 1024 MB"),
+        ("act_seconds = 0\n", {}, "--act-seconds must be more than 0 and at most 600 seconds"),
     ],
 )
 def test_cli_run_refuses_bad_settings_before_creating_anything(
