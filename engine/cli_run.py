@@ -318,9 +318,23 @@ def _resumed_config(store: Any, resume: str, settings: dict[str, Any]) -> tuple[
         config.validate()
     except ValueError as error:
         raise UserError(str(error)) from None
+    status = _refuse_if_driven(store, run.id, run.status)
     decided = sum(1 for event in store.events(run.id) if event.kind == "iteration")
-    _refuse_idle(run.id[:8], run.status, decided, config.iterations, budgets.get("iterations"))
+    _refuse_idle(run.id[:8], status, decided, config.iterations, budgets.get("iterations"))
     return config, run.id
+
+
+def _refuse_if_driven(store: Any, run_id: str, status: str) -> str:
+    """Refuse, before any sandbox starts, a run another live process drives (`optimize` takes
+    the lease race-free later); else the status as `runs` shows it (`interrupted` for a run
+    whose process was killed)."""
+    from storage.leases import held_message, may_acquire, shown_status
+    from storage.models import utcnow
+
+    lease, now = store.lease(run_id), utcnow()
+    if lease is not None and not may_acquire(lease, "", now, store.host, store.pid_alive):
+        raise UserError(held_message(lease, now))
+    return shown_status(status, lease, now, store.host)
 
 
 def _refuse_idle(run: str, status: str, decided: int, iterations: int, asked: int | None) -> None:
