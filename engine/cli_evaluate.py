@@ -122,7 +122,8 @@ def evaluate_command(
 
     Failed episodes are listed with their status before any mean, and the mean shown as the
     score counts only the episodes that ended `ok`. Exit 0 when every episode ended `ok`,
-    1 otherwise, 2 on bad input, 130 when interrupted (Ctrl-C stops it within seconds).
+    1 otherwise or with no sandbox backend, 2 on bad input, 130 when interrupted (Ctrl-C stops
+    it within seconds).
 
     Example: evocade evaluate my_policy.py --game Pong --episodes 3 --deterministic --json
     """
