@@ -17,6 +17,7 @@ from engine.cli_sandbox import diagnostic_lines, read_policy_file
 from engine.config import (
     BUDGET_FIELDS,
     SETTING_ALIASES,
+    ExecutorName,
     RunConfig,
     config_from_settings,
     default,
@@ -24,7 +25,7 @@ from engine.config import (
 )
 from engine.db_option import DEFAULT_DB, DbOption, opened_store, refuse_unusable_location
 from engine.errors import BackendUnavailable, UserError
-from engine.proposers.base import Proposer
+from engine.proposers.base import Proposer, ProposerName
 from engine.textsafe import safe_line
 from sandbox.names import BackendName
 
@@ -81,7 +82,8 @@ def run_command(
         int | None, typer.Option(help=f"Proposals to make (default {default('iterations')}).")
     ] = None,
     proposer: Annotated[
-        str | None, typer.Option(help="`llm` or `mutate` (default: llm when --model is set).")
+        ProposerName | None,
+        typer.Option(help="`llm` or `mutate` (default: llm when --model is set)."),
     ] = None,
     model: Annotated[str | None, typer.Option(help="LLM model name.")] = None,
     base_url: Annotated[
@@ -133,7 +135,7 @@ def run_command(
         ),
     ] = None,
     executor: Annotated[
-        str | None,
+        ExecutorName | None,
         typer.Option(help=f"`local` or `ray` (a Ray cluster); default {default('executor')}."),
     ] = None,
     ray_address: Annotated[
