@@ -3,8 +3,8 @@
 Everything a command does is a function elsewhere that a test can call directly.
 
 Exit codes, the same for every command: 0 done, 1 finished with failures (a rejected program,
-a failed episode, no backend), 2 bad input (one `error: ...` line, nothing run or changed),
-130 interrupted (Ctrl-C).
+a failed episode) or no sandbox backend (`BackendUnavailable`: one line, nothing stored), 2 bad
+input (one `error: ...` line, nothing run or changed), 130 interrupted (Ctrl-C), 143 SIGTERM.
 """
 
 from __future__ import annotations

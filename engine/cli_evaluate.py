@@ -15,8 +15,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from engine.cli_sandbox import diagnostic_lines, json_text, read_policy_file
+from engine.config import (
+    MAX_ACT_SECONDS,
+    MAX_MEMORY_MB,
+    MIN_MEMORY_MB,
+    RUN_DEFAULTS,
+    RunConfig,
+    default,
+)
 from engine.episode_progress import EpisodeProgress, ProgressRunner
-from engine.errors import UserError
+from engine.errors import BackendUnavailable, UserError
 from engine.interruptible import Interrupted, kill_children, kill_own_containers, run_stoppable
 from engine.textsafe import indented, safe_line
 from sandbox.names import BackendName
@@ -27,77 +35,84 @@ if TYPE_CHECKING:
     from sandbox.results import EpisodeResult, EvaluationResult
     from sandbox.settings import EnvSettings, Limits
 
-MAX_ACT_SECONDS = 600.0  # one act() call may not outlast the episode's own wall budget
-MIN_MEMORY_MB = 32
-MAX_MEMORY_MB = 1024  # the whole sandbox's cgroup limit (sandbox.settings.Limits)
 
-
-def _require(option: str, value: float, allowed: str, ok: bool) -> None:
-    if not ok:
-        raise UserError(f"{option} must be {allowed} (got {value:g})")
-
-
-def validate_options(
+def evaluation_config(
     *,
+    game: str,
     episodes: int,
     seed: int,
-    max_steps: int,
     deterministic: bool,
     repeat_action_probability: float | None,
+    max_steps: int,
+    sandbox: BackendName,
+    check: bool,
     act_seconds: float,
     memory_mb: int,
     workers: int | None,
-) -> None:
-    """Refuse bad values before anything runs, naming the option and its allowed range."""
-    _require("--episodes", episodes, "at least 1", episodes >= 1)
-    _require("--seed", seed, "0 or more (seeds S..S+N-1 are used)", seed >= 0)
-    _require("--max-steps", max_steps, "at least 1", max_steps >= 1)
+) -> RunConfig:
+    """The options as a RunConfig, validated by the same code as `evocade run`'s settings
+    (UserError naming the option and its allowed range), so the two commands agree on every
+    default, range and env setting."""
     if deterministic and repeat_action_probability not in (None, 0.0):
         raise UserError("--deterministic means no sticky actions; drop --repeat-action-probability")
-    if repeat_action_probability is not None:
-        p = repeat_action_probability
-        _require("--repeat-action-probability", p, "between 0 and 1", 0.0 <= p <= 1.0)
-    _require(
-        "--act-seconds",
-        act_seconds,
-        f"more than 0 and at most {MAX_ACT_SECONDS:g} seconds",
-        0 < act_seconds <= MAX_ACT_SECONDS,
+    if workers is not None and workers < 1:
+        raise UserError(f"--workers must be at least 1 (got {workers})")
+    sticky = repeat_action_probability
+    if sticky is None:
+        sticky = RUN_DEFAULTS["repeat_action_probability"]
+    config = RunConfig(
+        game=game,
+        episodes=episodes,
+        first_seed=seed,
+        deterministic=deterministic,
+        max_steps=max_steps,
+        sandbox=sandbox,
+        check=check,
+        act_seconds=act_seconds,
+        memory_mb=memory_mb,
+        holdout_episodes=0,  # no held-out seeds here: any --seed is fine
+        repeat_action_probability=sticky,
     )
-    _require(
-        "--memory-mb",
-        memory_mb,
-        f"between {MIN_MEMORY_MB} and {MAX_MEMORY_MB} MB (the sandbox's own limit)",
-        MIN_MEMORY_MB <= memory_mb <= MAX_MEMORY_MB,
-    )
-    if workers is not None:
-        _require("--workers", workers, "at least 1", workers >= 1)
+    try:
+        config.validate()
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    return config
 
 
 def evaluate_command(
     file: Annotated[Path, typer.Argument(help="Policy source file (defines act(obs)).")],
     game: Annotated[str, typer.Option("--game", "-g", help="Game name, see `evocade games`.")],
-    episodes: Annotated[int, typer.Option(help="Episodes to play (seeds S, S+1, ...).")] = 3,
-    seed: Annotated[int, typer.Option(help="First seed (0 or more).")] = 0,
+    episodes: Annotated[
+        int, typer.Option(help="Episodes to play (seeds S, S+1, ...).")
+    ] = RUN_DEFAULTS["episodes"],
+    seed: Annotated[int, typer.Option(help="First seed (0 or more).")] = RUN_DEFAULTS["first_seed"],
     deterministic: Annotated[
         bool, typer.Option(help="Frameskip 4 without sticky actions (the paper's setting).")
     ] = False,
     repeat_action_probability: Annotated[
-        float | None, typer.Option(help="Sticky-action probability, 0 to 1 (default 0.25).")
+        float | None,
+        typer.Option(
+            help="Sticky-action probability, 0 to 1 "
+            f"(default {default('repeat_action_probability'):g})."
+        ),
     ] = None,
-    max_steps: Annotated[int, typer.Option(help="Step cap per episode.")] = 27_000,
+    max_steps: Annotated[int, typer.Option(help="Step cap per episode.")] = RUN_DEFAULTS[
+        "max_steps"
+    ],
     sandbox: Annotated[
         BackendName, typer.Option(help="Isolation backend; `none` runs on the host.")
-    ] = "auto",
+    ] = RUN_DEFAULTS["sandbox"],
     no_check: Annotated[
         bool, typer.Option("--no-check", help="Skip the static checker (the sandbox still holds).")
     ] = False,
     act_seconds: Annotated[
         float, typer.Option(help=f"Wall time per act() call, 0 < s <= {MAX_ACT_SECONDS:g}.")
-    ] = 1.0,
+    ] = RUN_DEFAULTS["act_seconds"],
     memory_mb: Annotated[
         int,
         typer.Option(help=f"Memory for the policy process, {MIN_MEMORY_MB}..{MAX_MEMORY_MB} MB."),
-    ] = 256,
+    ] = RUN_DEFAULTS["memory_mb"],
     workers: Annotated[
         int | None, typer.Option(help="Episodes at once, one sandbox each (default: one per core).")
     ] = None,
@@ -107,20 +122,23 @@ def evaluate_command(
 
     Failed episodes are listed with their status before any mean, and the mean shown as the
     score counts only the episodes that ended `ok`. Exit 0 when every episode ended `ok`,
-    1 otherwise, 2 on bad input, 130 when interrupted (Ctrl-C stops it within seconds).
+    1 otherwise or with no sandbox backend, 2 on bad input, 130 when interrupted (Ctrl-C stops
+    it within seconds).
 
     Example: evocade evaluate my_policy.py --game Pong --episodes 3 --deterministic --json
     """
     from sandbox.evaluate import plan_evaluation
     from sandbox.games import UnknownGameError, get_game
-    from sandbox.settings import Limits
 
-    validate_options(
+    config = evaluation_config(
+        game=game,
         episodes=episodes,
         seed=seed,
-        max_steps=max_steps,
         deterministic=deterministic,
         repeat_action_probability=repeat_action_probability,
+        max_steps=max_steps,
+        sandbox=sandbox,
+        check=not no_check,
         act_seconds=act_seconds,
         memory_mb=memory_mb,
         workers=workers,
@@ -130,9 +148,7 @@ def evaluate_command(
     except UnknownGameError as error:
         raise UserError(str(error)) from None
     source = read_policy_file(file)
-    env = env_settings(deterministic, repeat_action_probability, max_steps)
-    limits = Limits(act_seconds=act_seconds, memory_mb=memory_mb)
-    seeds = list(range(seed, seed + episodes))
+    env, limits, seeds = config.full_env(), config.limits(), config.seeds
 
     plan = plan_evaluation(
         source, game_name, seeds=seeds, env=env, limits=limits, check=not no_check
@@ -163,19 +179,6 @@ def evaluate_command(
     raise typer.Exit(0 if result.status == "ok" else 1)
 
 
-def env_settings(
-    deterministic: bool, repeat_action_probability: float | None, max_steps: int
-) -> EnvSettings:
-    """The env setting the options ask for (already validated: they do not conflict)."""
-    from sandbox.settings import EnvSettings
-
-    if deterministic:
-        return EnvSettings.deterministic(max_steps=max_steps)
-    if repeat_action_probability is not None:
-        return EnvSettings(repeat_action_probability=repeat_action_probability, max_steps=max_steps)
-    return EnvSettings(max_steps=max_steps)
-
-
 def _open_runner(sandbox: BackendName, limits: Limits, workers: int | None) -> WarmPool:
     """The evaluation's sandboxes, or a one-line error when the backend is unavailable; a
     warning first when there is no sandbox at all."""
@@ -190,8 +193,8 @@ def _open_runner(sandbox: BackendName, limits: Limits, workers: int | None) -> W
         )
     try:
         return open_runner(sandbox, limits, slots=workers)
-    except SandboxUnavailable as error:
-        raise UserError(str(error)) from None
+    except SandboxUnavailable as error:  # exit 1, as `run` gives: the machine, not the input
+        raise BackendUnavailable(f"no sandbox backend: --sandbox {sandbox}: {error}") from None
 
 
 def play_interruptibly(

@@ -2,6 +2,11 @@
 
 The config is stored with the run (as JSON), so `evocade run --resume RUN` continues with exactly
 the settings it started with; only budgets may be raised on resume.
+
+RunConfig is the one typed source of the settings: `evocade run` and `evocade evaluate` take
+their options' defaults from its fields (`RUN_DEFAULTS`), a TOML file is checked against its
+type hints (`config_from_settings`), and both commands validate through `RunConfig.validate`,
+whose bounds come from `sandbox.settings` rather than copies of them.
 """
 
 from __future__ import annotations
@@ -17,7 +22,12 @@ from typing import Any, Literal
 from engine.proposers.base import ProposerName
 from engine.selection import SelectionRule
 from sandbox.names import BackendName
-from sandbox.settings import EnvSettings, Limits
+from sandbox.settings import (
+    DEFAULT_MAX_STEPS,
+    DEFAULT_REPEAT_ACTION_PROBABILITY,
+    EnvSettings,
+    Limits,
+)
 
 ExecutorName = Literal["local", "ray"]
 
@@ -31,9 +41,9 @@ class RunConfig:
     episodes: int = 3  # full evaluation: seeds first_seed .. first_seed + episodes - 1
     first_seed: int = 0
     smoke_max_steps: int = 300  # stage 1: one short episode; the full seed set only if clean
-    max_steps: int = 27_000  # per full episode
+    max_steps: int = DEFAULT_MAX_STEPS  # per full episode
     deterministic: bool = False  # frameskip 4, no sticky actions (the paper's setting)
-    repeat_action_probability: float = 0.25
+    repeat_action_probability: float = DEFAULT_REPEAT_ACTION_PROBABILITY
     max_env_steps: int | None = None  # budget: emulator steps played (reused results are free)
     max_tokens: int | None = None  # budget: LLM tokens in + out
     max_cost: float | None = None  # budget: LLM cost, in the price table's currency
@@ -51,8 +61,8 @@ class RunConfig:
     mutation_seed: int = 0
     sandbox: BackendName = "auto"
     check: bool = True
-    act_seconds: float = 1.0
-    memory_mb: int = 256
+    act_seconds: float = Limits().act_seconds
+    memory_mb: int = Limits().memory_mb
     prices: dict[str, list[float]] = field(default_factory=dict)  # model -> [in, out] per 1M
     # The population engine (engine.population): candidates in flight at once (None: enough to
     # keep every sandbox slot busy), lineages evolved side by side, and how often (in decided
@@ -125,51 +135,103 @@ class RunConfig:
         return dataclasses.replace(self, **changes)
 
     def validate(self) -> None:
-        """Raise ValueError with a one-line reason for settings that cannot work."""
-        positive = {
-            "iterations": self.iterations,
-            "episodes": self.episodes,
-            "smoke_max_steps": self.smoke_max_steps,
-            "max_steps": self.max_steps,
-            "regress_patience": self.regress_patience,
-            "islands": self.islands,
-            "migrate_every": self.migrate_every,
-            "llm_timeout_seconds": self.llm_timeout_seconds,
-        }
-        for name, value in positive.items():
-            if value < 1:
-                raise ValueError(f"{name.replace('_', '-')} must be at least 1 (got {value})")
-        if not 0 < self.regress_ratio <= 1:
-            raise ValueError("regress-ratio must be in (0, 1]")
-        if not 0 <= self.repeat_action_probability <= 1:
-            raise ValueError("repeat-action-probability must be between 0 and 1")
-        for name in ("max_env_steps", "max_tokens", "max_cost", "max_time_seconds"):
+        """Raise ValueError with a one-line reason for settings that cannot work, naming the
+        option as `evocade run` and `evaluate` spell it (both validate through here)."""
+        for name in POSITIVE_FIELDS:
             value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ValueError(f"{name.replace('_', '-')} must be positive")
-        if self.proposer not in ("mutate", "llm"):
-            raise ValueError(f"unknown proposer {self.proposer!r}: use mutate or llm")
-        if self.selection not in (None, "follow", "greedy"):
-            raise ValueError(f"unknown selection {self.selection!r}: use follow or greedy")
-        if self.concurrency is not None and self.concurrency < 1:
-            raise ValueError(f"concurrency must be at least 1 (got {self.concurrency})")
-        if self.holdout_episodes < 0 or self.llm_retries < 0:
-            raise ValueError("holdout-episodes and llm-retries must be 0 or more")
+            _require(name, value, "at least 1", value >= 1)
+        first = self.first_seed
+        _require("first_seed", first, "0 or more (seeds S..S+N-1 are used)", first >= 0)
+        _require("regress_ratio", self.regress_ratio, "in (0, 1]", 0 < self.regress_ratio <= 1)
+        p = self.repeat_action_probability
+        _require("repeat_action_probability", p, "between 0 and 1", 0.0 <= p <= 1.0)
+        _require(
+            "act_seconds",
+            self.act_seconds,
+            f"more than 0 and at most {MAX_ACT_SECONDS:g} seconds",
+            0 < self.act_seconds <= MAX_ACT_SECONDS,
+        )
+        _require(
+            "memory_mb",
+            self.memory_mb,
+            f"between {MIN_MEMORY_MB} and {MAX_MEMORY_MB} MB (the sandbox's own limit)",
+            MIN_MEMORY_MB <= self.memory_mb <= MAX_MEMORY_MB,
+        )
+        for name in BUDGET_FIELDS[1:]:
+            value = getattr(self, name)
+            if value is not None:
+                _require(name, value, "positive", value > 0)
+        if self.concurrency is not None:
+            _require("concurrency", self.concurrency, "at least 1", self.concurrency >= 1)
+        for name in ("holdout_episodes", "llm_retries"):
+            _require(name, getattr(self, name), "0 or more", getattr(self, name) >= 0)
+        self._validate_choices()
+
+    def _validate_choices(self) -> None:
+        """The closed sets (checked against their Literal types) and the combinations."""
+        for name, allowed in CHOICES.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                shown = " or ".join(str(choice) for choice in allowed if choice is not None)
+                raise ValueError(f"unknown {name} {value!r}: use {shown}")
         if set(self.holdout_seeds) & set(self.seeds):
             raise ValueError(
                 "held-out seeds must differ from the training seeds: raise holdout-first-seed"
             )
-        if self.executor not in ("local", "ray"):
-            raise ValueError(f"unknown executor {self.executor!r}: use local or ray")
         if self.base_url is not None and not self.base_url.startswith(("http://", "https://")):
             raise ValueError(
-                f"base-url must start with http:// or https:// (got {self.base_url!r})"
+                f"--base-url must start with http:// or https:// (got {self.base_url!r})"
             )
         if self.proposer == "llm" and not self.model:
             raise ValueError("the llm proposer needs --model")
 
 
-SETTING_ALIASES = {"max_time": "max_time_seconds", "llm_timeout": "llm_timeout_seconds"}
+# Bounds the sandbox sets (sandbox.settings.Limits), not copies of them: one act() call may not
+# outlast the episode's own wall budget, and the policy process lives inside the sandbox's
+# cgroup, so it cannot have more memory than that.
+MAX_ACT_SECONDS = Limits().episode_wall_seconds
+MIN_MEMORY_MB = next(m.ge for m in Limits.model_fields["memory_mb"].metadata if hasattr(m, "ge"))
+MAX_MEMORY_MB = Limits().sandbox_memory_mb
+
+POSITIVE_FIELDS = (
+    "iterations",
+    "episodes",
+    "smoke_max_steps",
+    "max_steps",
+    "regress_patience",
+    "islands",
+    "migrate_every",
+    "llm_timeout_seconds",
+)
+CHOICES: dict[str, tuple[object, ...]] = {
+    "proposer": typing.get_args(ProposerName),
+    "selection": (None, *typing.get_args(SelectionRule)),
+    "executor": typing.get_args(ExecutorName),
+}
+
+
+def _require(name: str, value: float, allowed: str, ok: bool) -> None:
+    if not ok:
+        raise ValueError(f"{option_name(name)} must be {allowed} (got {value:g})")
+
+
+def option_name(setting: str) -> str:
+    """The command-line option that sets RunConfig's field `setting` (`--max-time` for
+    max_time_seconds, `--seed` for first_seed)."""
+    name = next((alias for alias, field in SETTING_ALIASES.items() if field == setting), setting)
+    return f"--{name.replace('_', '-')}"
+
+
+def default(setting: str) -> Any:
+    """RunConfig's default for the field `setting`: the CLI's options take theirs from here."""
+    return RUN_DEFAULTS[setting]
+
+
+SETTING_ALIASES = {
+    "max_time": "max_time_seconds",
+    "llm_timeout": "llm_timeout_seconds",
+    "seed": "first_seed",
+}
 
 
 def config_from_settings(data: Mapping[str, Any]) -> RunConfig:
@@ -221,3 +283,8 @@ def _describe(hint: Any) -> str:
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
         hint, str(hint)
     )
+
+
+RUN_DEFAULTS: dict[str, Any] = {
+    f.name: f.default for f in dataclasses.fields(RunConfig) if f.default is not dataclasses.MISSING
+}

@@ -116,9 +116,10 @@ def _begin(
     ]
     position = fold(events, programs)
     engine.resume(position, seed_id, store.get_program(seed_id).source)
+    decided = engine.state.iteration  # iterations decided so far; the next is numbered + 1
     reporter.message(
-        f"resuming run {run_id[:8]} at iteration {engine.state.iteration} "
-        f"({len(position.in_flight)} in flight, {len(position.to_propose)} to propose again)"
+        f"resuming run {run_id[:8]} at iteration {decided + 1} ({decided} decided, "
+        f"{len(position.in_flight)} in flight, {len(position.to_propose)} to propose again)"
     )
 
 

@@ -162,3 +162,30 @@ def test_cli_conventions_best_export_refuses_to_overwrite_without_force(
     assert second in target.read_text().splitlines()[0]
     assert main(["best", run, "--db", str(db), "--force"]) == 2
     assert "--force only applies with --export" in capsys.readouterr().err
+
+
+def test_cli_conventions_run_and_evaluate_take_their_defaults_from_run_config() -> None:
+    """RunConfig is the one source of the settings' defaults: an option of `evaluate` that sets
+    a RunConfig field defaults to that field's default, and every default `run`'s help names
+    is RunConfig's (run's options default to None, so a TOML file can set them)."""
+    import re
+
+    from engine.config import RUN_DEFAULTS, SETTING_ALIASES
+
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    checked = 0
+    for param in commands["evaluate"].params:
+        field = SETTING_ALIASES.get(param.name, param.name)
+        if field in RUN_DEFAULTS and param.default is not None:
+            assert param.default == RUN_DEFAULTS[field], param.name
+            checked += 1
+    assert checked >= 6  # episodes, seed, max-steps, sandbox, act-seconds, memory-mb
+    shown = 0
+    for param in commands["run"].params:
+        field = SETTING_ALIASES.get(param.name, param.name)
+        said = re.search(r"\(default ([^);]+)[);]", getattr(param, "help", None) or "")
+        if said and field in RUN_DEFAULTS:
+            value = RUN_DEFAULTS[field]
+            assert said.group(1) == (f"{value:g}" if isinstance(value, float) else str(value))
+            shown += 1
+    assert shown >= 8

@@ -103,12 +103,13 @@ def test_cli_db_unparsable_url_hides_the_password(capsys: pytest.CaptureFixture[
     assert "s3cret" not in message and "user:***@" in message
 
 
-def test_cli_db_doctor_masks_the_password(capsys: pytest.CaptureFixture[str]) -> None:
-    url = "postgresql+psycopg://user:s3cret@127.0.0.1:1/evocade"
+@pytest.mark.parametrize("scheme", ["postgresql+psycopg", "postgresql"])
+def test_cli_db_doctor_masks_the_password(scheme: str, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"{scheme}://user:s3cret@127.0.0.1:1/evocade"
     main(["doctor", "--db", url])
     out = capsys.readouterr().out
     assert "s3cret" not in out
-    assert "database       postgresql+psycopg://user:***@127.0.0.1:1/evocade (URL)" in out
+    assert f"database       {scheme}://user:***@127.0.0.1:1/evocade (URL)" in out
     main(["doctor", "--db", url, "--json"])
     raw = capsys.readouterr().out
     assert "s3cret" not in raw

@@ -104,6 +104,30 @@ def test_cli_evaluate_bad_value_exits_2_before_anything_runs(
     assert _one_line_error(capsys) == expected
 
 
+def test_cli_evaluate_without_a_sandbox_backend_exits_1(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same code and line as `run` gives: the machine is not ready, the input was fine."""
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    code = main(["evaluate", TRACKER, "--game", "Pong", "--sandbox", "docker"])
+    assert code == 1
+    assert _one_line_error(capsys).startswith(
+        "error: no sandbox backend: --sandbox docker: no Docker engine answers at "
+        "unix:///nonexistent/docker.sock"
+    )
+
+
+@pytest.mark.bwrap
+def test_cli_evaluate_accepts_a_utf8_bom(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], bwrap_backend
+) -> None:
+    policy = tmp_path / "bom.py"
+    policy.write_text("\ufeff" + Path(TRACKER).read_text(), encoding="utf-8")
+    args = ["evaluate", str(policy), "-g", "Pong", "--episodes", "1", "--max-steps", "30"]
+    assert main([*args, "--sandbox", "bwrap", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "ok"
+
+
 def _episode(
     seed: int, status: Status, value: float, length: int, **extra: object
 ) -> EpisodeResult:
