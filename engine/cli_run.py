@@ -105,7 +105,12 @@ def run_command(
         str | None, typer.Option(help="`local` (default) or `ray` (a Ray cluster).")
     ] = None,
     ray_address: Annotated[
-        str | None, typer.Option(help="The Ray cluster to use with --executor ray.")
+        str | None,
+        typer.Option(help="The Ray cluster to use with --executor ray (may change on --resume)."),
+    ] = None,
+    ray_slots: Annotated[
+        int | None,
+        typer.Option(help="With --executor ray: at most N cores (default: every free one)."),
     ] = None,
     llm_timeout: Annotated[
         float | None, typer.Option(help="Seconds per LLM request before a retry (120).")
@@ -149,6 +154,7 @@ def run_command(
         "holdout_episodes": holdout_episodes,
         "executor": executor,
         "ray_address": ray_address,
+        "ray_slots": ray_slots,
         "llm_timeout_seconds": llm_timeout,
         "llm_retries": llm_retries,
         "deterministic": True if deterministic else None,
@@ -235,6 +241,9 @@ def _new_config(
     return config
 
 
+RAY_PLACEMENT = ("ray_address", "ray_slots")
+
+
 def _resumed_config(
     store: Any, resume: str, budgets: dict[str, Any], fixed: dict[str, Any]
 ) -> tuple[RunConfig, str]:
@@ -242,6 +251,9 @@ def _resumed_config(
     is a resume that would have nothing to do."""
     from storage.errors import StorageError
 
+    # Where a Ray run plays may change (a restarted cluster has a new address); what it
+    # computes may not.
+    placement = {key: fixed.pop(f"--{key.replace('_', '-')}", None) for key in RAY_PLACEMENT}
     given = [option for option, value in fixed.items() if value is not None]
     if given:
         raise UserError(
@@ -252,7 +264,7 @@ def _resumed_config(
         run = store.resolve_run(resume)
     except StorageError as error:
         raise UserError(str(error)) from None
-    config = RunConfig.from_json(run.config).with_budgets(**budgets)
+    config = RunConfig.from_json(run.config).with_budgets(**budgets).with_placement(**placement)
     try:
         config.validate()
     except ValueError as error:
