@@ -172,6 +172,7 @@ def start_workers(
     prewarm: Prepare | None = None,
     take: dict[str, int] | None = None,
     wait_for_one: bool = False,
+    first_wins: bool = False,
     stopped: Callable[[], bool] = lambda: False,
 ) -> list[StartedNode]:
     """One `NodeWorker` actor per node, pinned to it, each proving its sandbox starts.
@@ -181,7 +182,9 @@ def start_workers(
     with the sandboxes; without (a report) it holds none. Nodes sharing an IP (several on one
     machine) get disjoint cores, and so do drivers sharing a node (each pins its sandboxes past
     the cores already held there). With `wait_for_one`, when no actor has started within
-    START_SECONDS (their cores held by other jobs), wait on until the first one does."""
+    START_SECONDS (their cores held by other jobs), wait on until the first one does, or
+    until `stopped()`. With `first_wins` the first usable one ends the wait (the others, still
+    waiting for their cores, are dropped: `status["unneeded"]`)."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     from engine.executors.ray_node import NodeWorker
@@ -208,12 +211,19 @@ def start_workers(
             prewarm.to_json() if prewarm is not None else None,
         )
         started.append(StartedNode(node, actor, cores=cores))
-    _collect_statuses(ray, started, wait_for_one=wait_for_one, stopped=stopped)
+    _collect_statuses(
+        ray, started, wait_for_one=wait_for_one, first_wins=first_wins, stopped=stopped
+    )
     return started
 
 
 def _collect_statuses(
-    ray: Any, started: list[StartedNode], *, wait_for_one: bool, stopped: Callable[[], bool]
+    ray: Any,
+    started: list[StartedNode],
+    *,
+    wait_for_one: bool,
+    first_wins: bool,
+    stopped: Callable[[], bool],
 ) -> None:
     """Each actor's status, as they answer; START_SECONDS for all of them, then (with
     `wait_for_one` and none usable yet) without a deadline for the first one, until `stopped`."""
@@ -225,6 +235,10 @@ def _collect_statuses(
         "(are its cores held by another Ray job?)"
     )
     while pending and not stopped():
+        if first_wins and any(item.ok for item in refs.values()):
+            for ref in pending:
+                refs[ref].status = {"ok": False, "reason": "not needed", "unneeded": True}
+            return
         if time.monotonic() >= deadline and (
             not wait_for_one or any(item.ok for item in refs.values())
         ):

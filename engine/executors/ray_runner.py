@@ -310,6 +310,7 @@ def open_ray_runner(
             prewarm=prewarm,
             take=take,
             wait_for_one=True,
+            first_wins=free_total == 0,
             stopped=stopped,
         )
     except BaseException:
@@ -318,7 +319,9 @@ def open_ray_runner(
         raise
     usable = [item for item in started if item.ok]
     refused = [
-        (item.node.label, str(item.status.get("reason", ""))) for item in started if not item.ok
+        (item.node.label, str(item.status.get("reason", "")))
+        for item in started
+        if not item.ok and not item.status.get("unneeded")
     ]
     for item in started:
         if not item.ok:
