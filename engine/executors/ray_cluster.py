@@ -16,7 +16,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from engine.errors import UserError
@@ -290,6 +290,13 @@ def cluster_report(
         started = start_workers(ray, alive, backend, limits or Limits(), reserve=False)
         stop_workers(ray, started, timeout_seconds=60.0)
         statuses = {item.node.node_id: item.status for item in started}
+        # A node that died while being asked (its actor then "never ran") is reported dead:
+        # Ray notices a lost node only after its health checks fail.
+        still = {node.node_id for node in cluster_nodes(ray) if node.alive}
+        nodes = [replace(node, alive=node.alive and node.node_id in still) for node in nodes]
+        for node in nodes:
+            if not node.alive:
+                statuses.pop(node.node_id, None)
         report = []
         for node in nodes:
             status = statuses.get(node.node_id, {"ok": False, "reason": "the node is dead"})
