@@ -139,7 +139,12 @@ def run_command(
         typer.Option(help=f"`local` or `ray` (a Ray cluster); default {default('executor')}."),
     ] = None,
     ray_address: Annotated[
-        str | None, typer.Option(help="The Ray cluster to use with --executor ray.")
+        str | None,
+        typer.Option(help="The Ray cluster to use with --executor ray (may change on --resume)."),
+    ] = None,
+    ray_slots: Annotated[
+        int | None,
+        typer.Option(help="With --executor ray: at most N cores (default: every free one)."),
     ] = None,
     llm_timeout: Annotated[
         float | None,
@@ -201,7 +206,7 @@ def _drive(
     proposer: Proposer,
     run_id: str | None,
     source: str | None,
-    episodes: EpisodeRunner,
+    episodes: EpisodeRunner | None,
     live: bool,
 ) -> RunOutcome:
     """Create (or resume) the run and drive it on `episodes` to its end or a stop."""
@@ -228,13 +233,16 @@ def _drive(
 
 
 @contextmanager
-def _episode_runner(config: RunConfig) -> Iterator[EpisodeRunner]:
+def _episode_runner(config: RunConfig) -> Iterator[EpisodeRunner | None]:
     """The run's sandboxes, opened before anything is stored: with no backend on this machine,
     one line and exit 1, and no run row left behind (a resumed run stays as it was, so it can
     be resumed once the backend is back)."""
     from engine.loop import _runner as open_episode_runner  # the loop's own, so they agree
     from sandbox.backends.base import SandboxUnavailable
 
+    if config.executor == "ray":  # the loop reaches the cluster itself, before the run row
+        yield None
+        return
     stack = ExitStack()
     try:
         runner = stack.enter_context(open_episode_runner(config, None))
@@ -294,9 +302,16 @@ def _new_config(values: dict[str, Any]) -> RunConfig:
     return config
 
 
+# Where a Ray run plays, not what it computes: may change on resume (a restarted cluster has a
+# new address).
+RAY_PLACEMENT = ("ray_address", "ray_slots")
+
+
 def _refuse_changes(settings: dict[str, Any], others: dict[str, object]) -> None:
-    """A resume continues the run as it was configured: only budgets may change."""
-    given = [option_name(name) for name in settings if name not in BUDGET_FIELDS]
+    """A resume continues the run as it was configured: only budgets and where a Ray run
+    plays may change."""
+    may_change = (*BUDGET_FIELDS, *RAY_PLACEMENT)
+    given = [option_name(name) for name in settings if name not in may_change]
     given += [option for option, value in others.items() if value is not None]
     if given:
         raise UserError(
@@ -315,7 +330,8 @@ def _resumed_config(store: Any, resume: str, settings: dict[str, Any]) -> tuple[
     except StorageError as error:
         raise UserError(str(error)) from None
     budgets = {name: value for name, value in settings.items() if name in BUDGET_FIELDS}
-    config = RunConfig.from_json(run.config).with_budgets(**budgets)
+    placement = {name: settings.get(name) for name in RAY_PLACEMENT}
+    config = RunConfig.from_json(run.config).with_budgets(**budgets).with_placement(**placement)
     try:
         config.validate()
     except ValueError as error:

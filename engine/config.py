@@ -75,7 +75,10 @@ class RunConfig:
     holdout_episodes: int = 3
     holdout_first_seed: int = 1000
     executor: ExecutorName = "local"  # "local": this machine's sandboxes; "ray": a Ray cluster's
+    # Where a Ray run plays, not what it computes: both may change on resume (the cluster's
+    # address changes when it restarts). None: RAY_ADDRESS, and every core free at the start.
     ray_address: str | None = None
+    ray_slots: int | None = None  # at most this many of the cluster's cores
     llm_timeout_seconds: float = 120.0  # per request, then retried with backoff
     llm_retries: int = 4
 
@@ -129,6 +132,11 @@ class RunConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{key: value for key, value in data.items() if key in known})
 
+    def with_placement(self, ray_address: str | None, ray_slots: int | None) -> RunConfig:
+        """The same run played elsewhere: a new Ray address or core count (None: as before)."""
+        changes: dict[str, Any] = {"ray_address": ray_address, "ray_slots": ray_slots}
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
     def with_budgets(self, **budgets: Any) -> RunConfig:
         """The same run with some budgets replaced (None leaves a budget as it was)."""
         changes = {k: v for k, v in budgets.items() if k in BUDGET_FIELDS and v is not None}
@@ -163,6 +171,8 @@ class RunConfig:
                 _require(name, value, "positive", value > 0)
         if self.concurrency is not None:
             _require("concurrency", self.concurrency, "at least 1", self.concurrency >= 1)
+        if self.ray_slots is not None:
+            _require("ray_slots", self.ray_slots, "at least 1", self.ray_slots >= 1)
         for name in ("holdout_episodes", "llm_retries"):
             _require(name, getattr(self, name), "0 or more", getattr(self, name) >= 0)
         self._validate_choices()

@@ -22,6 +22,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from engine.config import RunConfig
 from engine.formatting import number
@@ -38,9 +39,13 @@ from engine.population.resume import LoggedEvent, NumberedProgram, fold
 from engine.proposers.base import Proposer
 from engine.selection import run_best
 from sandbox.episodes import EpisodeRunner
-from sandbox.games import get_game
+from sandbox.games import Game, get_game
 from storage import Store
 from storage.errors import StorageError
+
+if TYPE_CHECKING:
+    from engine.executors import RayRunner
+    from sandbox.backends.base import Prepare
 
 __all__ = ["IterationReport", "LoopState", "RunOutcome", "StopRequest", "optimize"]
 
@@ -62,6 +67,31 @@ def optimize(
     reporter = reporter or SilentReporter()
     stop = stop if stop is not None else StopRequest()
     game = get_game(config.game)
+    # A cluster is reached before the run exists: one that cannot be used (no Ray, nothing at
+    # the address, no node with a sandbox) leaves no run behind, as any other bad input.
+    ray = runner is None and config.executor == "ray"
+    cluster = _open_ray(config, reporter, stop) if ray else None
+    try:
+        return _optimize(
+            store, config, game, proposer, run_id, seed_program, reporter, stop, runner, cluster
+        )
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
+def _optimize(
+    store: Store,
+    config: RunConfig,
+    game: Game,
+    proposer: Proposer,
+    run_id: str | None,
+    seed_program: str | None,
+    reporter: Reporter,
+    stop: StopRequest,
+    runner: EpisodeRunner | None,
+    cluster: RayRunner | None,
+) -> RunOutcome:
     if run_id is None:
         run = store.create_run(game.name, config.full_env().model_dump(), config.to_json())
     else:
@@ -69,6 +99,9 @@ def optimize(
     holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     store.acquire_lease(run.id, holder, LEASE_TTL_SECONDS)
     try:
+        if cluster is not None:
+            _watch_cluster(store, run.id, cluster, reporter)
+            runner = cluster
         with _heartbeat(store, run.id, holder, stop), _runner(config, runner) as episodes:
             engine = Population(store, config, game, proposer, episodes, reporter, stop, run.id)
             try:
@@ -129,29 +162,81 @@ def _runner(config: RunConfig, injected: EpisodeRunner | None) -> Iterator[Episo
     if injected is not None:
         yield injected
         return
+    from sandbox.evaluate import open_runner
+
+    runner = open_runner(config.sandbox, config.limits(), prewarm=_prepare(config))
+    try:
+        yield runner
+    finally:
+        runner.close()
+
+
+def _prepare(config: RunConfig) -> Prepare:
+    """What every slot's first sandbox is built for: the run's game, setting and seeds."""
     from sandbox.backends.base import Prepare
 
     env = config.full_env()
-    prepare = Prepare(
+    return Prepare(
         get_game(config.game).name,
         env.frameskip,
         env.repeat_action_probability,
         tuple(config.seeds),
     )
-    if config.executor == "ray":
-        from engine.executors import open_ray_runner
 
-        runner: EpisodeRunner = open_ray_runner(
-            config.ray_address, config.sandbox, config.limits(), prewarm=prepare
+
+def _open_ray(config: RunConfig, reporter: Reporter, stop: StopRequest) -> RayRunner:
+    """The run's runner over the Ray cluster (`--executor ray`), taking the cores free now."""
+    from engine.executors import open_ray_runner
+
+    return open_ray_runner(
+        config.ray_address,
+        config.sandbox,
+        config.limits(),
+        prewarm=_prepare(config),
+        slots=config.ray_slots,
+        say=reporter.message,
+        stopped=lambda: bool(stop),
+    )
+
+
+def _watch_cluster(store: Store, run_id: str, cluster: RayRunner, reporter: Reporter) -> None:
+    """Say and record (the run's events) what the run got of the cluster, each node that
+    refused (no working sandbox), and from now on each node lost mid-run. Node reasons come
+    from the nodes: the reporter escapes them, and the database keeps them as data."""
+    nodes = cluster.nodes
+    summary = (
+        f"ray: {cluster.slots} cores on {len(nodes)} nodes "
+        f"({cluster.free_at_start} of the cluster's {cluster.cluster_cores} were free)"
+    )
+    reporter.message(summary)
+    data = {"nodes": nodes, "cores": cluster.slots, "free": cluster.free_at_start}
+    store.add_event(run_id, "ray_cluster", summary, {**data, "total": cluster.cluster_cores})
+    for label, why in cluster.refused:
+        reporter.message(f"ray: node {label} refused: {why}")
+        store.add_event(
+            run_id,
+            "ray_node_refused",
+            f"node {label} refused: {why}"[:500],
+            {
+                "node": label,
+                "reason": why,
+            },
         )
-    else:
-        from sandbox.evaluate import open_runner
 
-        runner = open_runner(config.sandbox, config.limits(), prewarm=prepare)
-    try:
-        yield runner
-    finally:
-        runner.close()
+    def lost(label: str, why: str) -> None:
+        reporter.message(f"ray: node {label} lost ({why}); its episodes are played elsewhere")
+        with contextlib.suppress(StorageError):  # the replay matters more than its record
+            store.add_event(
+                run_id,
+                "ray_node_lost",
+                f"node {label} lost: {why}"[:500],
+                {
+                    "node": label,
+                    "reason": why,
+                },
+            )
+
+    cluster.on_node_lost = lost
 
 
 @contextmanager

@@ -67,6 +67,10 @@ EventKind = Literal[
     "rollback",
     "migration",
     "budget_hit",
+    # written by the engine for `--executor ray` (engine/loop.py)
+    "ray_cluster",
+    "ray_node_refused",
+    "ray_node_lost",
 ]
 """Every kind of event evocade writes. The type checker holds writers to it; `add_event` itself
 accepts any snake_case kind, and readers expect anything, as a database may come from another

@@ -14,7 +14,9 @@ import ipaddress
 import logging
 import os
 import socket
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from engine.errors import UserError
@@ -25,6 +27,7 @@ from sandbox.settings import Limits
 RAY_MISSING = "--executor ray needs: pip install -e '.[ray]'"
 CONNECT_SECONDS = 10.0
 START_SECONDS = 300.0  # a loaded node starting its actor and a first sandbox
+WAIT_STEP_SECONDS = 1.0  # how often a wait for the nodes' actors looks whether to stop
 
 
 class RayUnavailable(UserError):
@@ -133,15 +136,31 @@ def cluster_nodes(ray: Any) -> list[ClusterNode]:
 
 @dataclass
 class StartedNode:
-    """A node's actor once it answered (or why it did not)."""
+    """A node's actor once it answered (or why it did not), and the cores it holds there."""
 
     node: ClusterNode
     actor: Any
     status: dict[str, Any] = field(default_factory=dict)
+    cores: int = 0  # of the node's cores, those this actor holds (0: the node's count)
 
     @property
     def ok(self) -> bool:
         return bool(self.status.get("ok"))
+
+    @property
+    def slots(self) -> int:
+        return max(1, self.cores or self.node.cores)
+
+
+def free_cores(ray: Any) -> dict[str, int]:
+    """Each live node's cores that no Ray job holds now (node id -> count): what a new driver
+    may take without waiting. Empty when this Ray cannot tell (every core then counts free)."""
+    try:
+        state: Any = importlib.import_module("ray._private.state")
+        per_node = state.available_resources_per_node()
+    except Exception:  # a developer API of Ray's: without it, assume nothing is held
+        return {}
+    return {str(node_id): int(res.get("CPU", 0)) for node_id, res in per_node.items()}
 
 
 def start_workers(
@@ -152,12 +171,21 @@ def start_workers(
     *,
     reserve: bool,
     prewarm: Prepare | None = None,
+    take: dict[str, int] | None = None,
+    wait_for_one: bool = False,
+    first_wins: bool = False,
+    stopped: Callable[[], bool] = lambda: False,
 ) -> list[StartedNode]:
     """One `NodeWorker` actor per node, pinned to it, each proving its sandbox starts.
 
-    With `reserve` each actor holds its node's cores (Ray resources) for as long as it lives,
-    so that nothing else Ray schedules there competes with the sandboxes; without (a report)
-    it holds none. Nodes sharing an IP (several on one machine) get disjoint cores."""
+    With `reserve` each actor holds `take[node_id]` of its node's cores (default: all of them;
+    Ray resources) for as long as it lives, so that nothing else Ray schedules there competes
+    with the sandboxes; without (a report) it holds none. Nodes sharing an IP (several on one
+    machine) get disjoint cores, and so do drivers sharing a node (each pins its sandboxes past
+    the cores already held there). With `wait_for_one`, when no actor has started within
+    START_SECONDS (their cores held by other jobs), wait on until the first one does, or
+    until `stopped()`. With `first_wins` the first usable one ends the wait (the others, still
+    waiting for their cores, are dropped: `status["unneeded"]`)."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     from engine.executors.ray_node import NodeWorker
@@ -166,42 +194,73 @@ def start_workers(
     offsets: dict[str, int] = {}
     started = []
     for node in nodes:
+        cores = node.cores if take is None else take[node.node_id]
         offset = offsets.get(node.ip, 0)
         offsets[node.ip] = offset + node.cores
+        held = max(0, node.cores - cores)  # by other drivers, most likely on the first cores
         actor = remote.options(
-            num_cpus=node.cores if reserve else 0,
-            max_concurrency=node.cores + 2,  # its episodes, plus status and close
+            num_cpus=cores if reserve else 0,
+            max_concurrency=cores + 2,  # its episodes, plus status and close
             max_restarts=0,
             max_task_retries=0,
             scheduling_strategy=NodeAffinitySchedulingStrategy(node.node_id, soft=False),
         ).remote(
             backend,
             limits.model_dump_json(),
-            max(1, node.cores),
-            offset,
+            max(1, cores),
+            offset + held,
             prewarm.to_json() if prewarm is not None else None,
         )
-        started.append(StartedNode(node, actor))
-    _collect_statuses(ray, started)
+        started.append(StartedNode(node, actor, cores=cores))
+    _collect_statuses(
+        ray, started, wait_for_one=wait_for_one, first_wins=first_wins, stopped=stopped
+    )
     return started
 
 
-def _collect_statuses(ray: Any, started: list[StartedNode]) -> None:
+def _collect_statuses(
+    ray: Any,
+    started: list[StartedNode],
+    *,
+    wait_for_one: bool,
+    first_wins: bool,
+    stopped: Callable[[], bool],
+) -> None:
+    """Each actor's status, as they answer; START_SECONDS for all of them, then (with
+    `wait_for_one` and none usable yet) without a deadline for the first one, until `stopped`."""
     refs = {item.actor.status.remote(): item for item in started}
-    ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=START_SECONDS)
-    for ref, item in refs.items():
-        if ref not in ready:
-            reason = (
-                f"its worker did not start within {START_SECONDS:.0f} s "
-                "(are its cores held by another Ray job?)"
-            )
-            item.status = {"ok": False, "reason": reason}
-            continue
-        try:
-            item.status = dict(ray.get(ref))
-        except Exception as error:  # the actor died starting: its reason, in one line
-            first = (str(error).strip().splitlines() or [type(error).__name__])[-1]
-            item.status = {"ok": False, "reason": f"its worker failed: {first}"}
+    pending = list(refs)
+    deadline = time.monotonic() + START_SECONDS
+    why = (
+        f"its worker did not start within {START_SECONDS:.0f} s "
+        "(are its cores held by another Ray job?)"
+    )
+    while pending and not stopped():
+        if first_wins and any(item.ok for item in refs.values()):
+            for ref in pending:
+                refs[ref].status = {"ok": False, "reason": "not needed", "unneeded": True}
+            return
+        if time.monotonic() >= deadline and (
+            not wait_for_one or any(item.ok for item in refs.values())
+        ):
+            break
+        # Past the deadline with nothing usable: every core asked for is held by another job
+        # (another driver), and the first one released is this run's.
+        ready, pending = ray.wait(pending, num_returns=1, timeout=WAIT_STEP_SECONDS)
+        for ref in ready:
+            _read_status(ray, ref, refs[ref])
+    if stopped():
+        why = "stopped while waiting for its worker"
+    for ref in pending:
+        refs[ref].status = {"ok": False, "reason": why}
+
+
+def _read_status(ray: Any, ref: Any, item: StartedNode) -> None:
+    try:
+        item.status = dict(ray.get(ref))
+    except Exception as error:  # the actor died starting: its reason, in one line
+        first = (str(error).strip().splitlines() or [type(error).__name__])[-1]
+        item.status = {"ok": False, "reason": f"its worker failed: {first}"}
 
 
 def stop_workers(ray: Any, started: list[StartedNode], timeout_seconds: float) -> None:
@@ -232,6 +291,13 @@ def cluster_report(
         started = start_workers(ray, alive, backend, limits or Limits(), reserve=False)
         stop_workers(ray, started, timeout_seconds=60.0)
         statuses = {item.node.node_id: item.status for item in started}
+        # A node that died while being asked (its actor then "never ran") is reported dead:
+        # Ray notices a lost node only after its health checks fail.
+        still = {node.node_id for node in cluster_nodes(ray) if node.alive}
+        nodes = [replace(node, alive=node.alive and node.node_id in still) for node in nodes]
+        for node in nodes:
+            if not node.alive:
+                statuses.pop(node.node_id, None)
         report = []
         for node in nodes:
             status = statuses.get(node.node_id, {"ok": False, "reason": "the node is dead"})

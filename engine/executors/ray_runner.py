@@ -3,12 +3,14 @@
     with open_ray_runner("127.0.0.1:6379", "bwrap", limits) as runner:   # one per run
         episode = runner.run(EpisodeRequest(...))    # from up to `runner.slots` threads
 
-One actor per node (`engine.executors.ray_node.NodeWorker`, pinned there, holding that node's
-cores) keeps the node's own warm sandboxes; `run` takes a free core anywhere in the cluster,
+One actor per node (`engine.executors.ray_node.NodeWorker`, pinned there, holding the cores of
+that node this runner took: those free when it opened, see `open_ray_runner`) keeps the node's
+own warm sandboxes; `run` takes a free core anywhere in the cluster,
 sends the request there as plain data and validates the JSON that comes back, as the local pool
 does, then records which node played it (`EpisodeResult.node`). A node whose sandbox cannot
 start is left out with its reason (`refused`); a node lost mid-episode loses that episode, which
-is played again elsewhere: nothing half-finished is ever returned. With no node left, `run`
+is played again elsewhere (`on_node_lost` hears of it): nothing half-finished is ever
+returned. With no node left, `run`
 raises `RayUnavailable`. Ray is imported only when a runner is opened.
 """
 
@@ -29,6 +31,7 @@ from engine.executors.ray_cluster import (
     StartedNode,
     cluster_nodes,
     connect,
+    free_cores,
     kill_actor,
     start_workers,
     stop_workers,
@@ -54,6 +57,7 @@ class _Node:
     actor: Any
     backend: str
     pid: int | None  # the actor's process on its node
+    cores: int  # the node's cores this runner holds
     alive: bool = True
 
     @property
@@ -80,12 +84,18 @@ class RayRunner:
         self._ray = ray
         self._owns_connection = owns_connection
         self._nodes = [
-            _Node(item.node, item.actor, str(item.status.get("backend")), item.status.get("pid"))
+            _Node(
+                item.node,
+                item.actor,
+                str(item.status.get("backend")),
+                item.status.get("pid"),
+                item.slots,
+            )
             for item in started
         ]
         self._free: queue.SimpleQueue[_Node] = queue.SimpleQueue()
         for node in self._nodes:
-            for _ in range(max(1, node.node.cores)):
+            for _ in range(node.cores):
                 self._free.put(node)
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
@@ -93,6 +103,12 @@ class RayRunner:
         self._closed = False
         self.stats = RayStats()
         self.refused: list[tuple[str, str]] = []  # (node label, why), filled by open_ray_runner
+        self.cluster_cores = 0  # every live node's cores when the runner opened
+        self.free_at_start = 0  # of those, the ones no other Ray job held then
+        # Called with (node label, why) when a node is lost (its episodes are played again
+        # elsewhere), from the thread whose episode found out: `evocade run` says so and
+        # records it in the run's events.
+        self.on_node_lost: Callable[[str, str], None] | None = None
         # Called with (node label, request) each time an episode is sent to a node: for
         # progress displays, and for the tests that lose a node while it plays.
         self.on_dispatch: Callable[[str, EpisodeRequest], None] | None = None
@@ -107,7 +123,7 @@ class RayRunner:
         """The cores of the nodes still alive (at least 1, so that callers never size a thread
         pool to zero; with no node left, `run` raises)."""
         with self._lock:
-            return max(1, sum(max(1, n.node.cores) for n in self._nodes if n.alive))
+            return max(1, sum(n.cores for n in self._nodes if n.alive))
 
     @property
     def nodes(self) -> list[str]:
@@ -195,6 +211,8 @@ class RayRunner:
             node.alive = False
             self.stats.lost.append((node.label, why))
         kill_actor(self._ray, node.actor)
+        if self.on_node_lost is not None:
+            self.on_node_lost(node.label, why)
 
     def _validated(self, text: str, node: _Node, seed: int) -> EpisodeResult:
         try:
@@ -218,7 +236,7 @@ class RayRunner:
             alive = [node for node in self._nodes if node.alive]
         stop_workers(
             self._ray,
-            [StartedNode(node.node, node.actor) for node in alive],
+            [StartedNode(node.node, node.actor, cores=node.cores) for node in alive],
             timeout_seconds=CLOSE_SECONDS,
         )
         with self._lock:  # the callers cut short have left before Ray is shut down
@@ -244,14 +262,27 @@ def _first_line(error: object) -> str:
 
 
 def open_ray_runner(
-    address: str | None, backend: BackendName, limits: Limits, *, prewarm: Prepare | None = None
+    address: str | None,
+    backend: BackendName,
+    limits: Limits,
+    *,
+    prewarm: Prepare | None = None,
+    slots: int | None = None,
+    say: Callable[[str], None] | None = None,
+    stopped: Callable[[], bool] = lambda: False,
 ) -> RayRunner:
-    """A runner over every live node of the cluster at `address` that can start `backend`'s
+    """A runner over the live nodes of the cluster at `address` that can start `backend`'s
     sandbox (`auto`, `bwrap` or `docker`; `none` only for tests of the plumbing). Nodes that
     cannot are listed in `runner.refused` with their reasons; when none can, RayUnavailable
     names each node's reason. Raises RayUnavailable when Ray is not installed or the cluster
     does not answer. `prewarm`, as for `sandbox.evaluate.open_runner`, has every node start
-    each slot's first sandbox now, its emulator built for that setting."""
+    each slot's first sandbox now, its emulator built for that setting.
+
+    Drivers share a cluster: the runner takes the cores that no other Ray job holds when it
+    opens (another `evocade run`'s, say), at most `slots` of them, busiest-free node first.
+    When every core is held it asks for one on each node and waits, without a deadline, for
+    the first to be released (`say` tells the user so) or until `stopped()` (a Ctrl-C); it
+    never grows later."""
     ray, connected = connect(address)
     try:
         nodes = [node for node in cluster_nodes(ray) if node.alive and node.cores >= 1]
@@ -259,14 +290,39 @@ def open_ray_runner(
             raise RayUnavailable(
                 f"the Ray cluster at {address or 'local'} has no live node with CPUs"
             )
-        started = start_workers(ray, nodes, backend, limits, reserve=True, prewarm=prewarm)
+        take, free_total = _share(nodes, free_cores(ray), slots)
+        total = sum(node.cores for node in nodes)
+        if say is not None and free_total < total:
+            say(
+                f"ray: {total - free_total} of the cluster's {total} cores are held by other "
+                + (
+                    f"jobs; taking {sum(take.values())} of the {free_total} free"
+                    if free_total
+                    else "jobs, all of them: waiting for one to be released"
+                )
+            )
+        chosen = [node for node in nodes if take.get(node.node_id)]
+        started = start_workers(
+            ray,
+            chosen,
+            backend,
+            limits,
+            reserve=True,
+            prewarm=prewarm,
+            take=take,
+            wait_for_one=True,
+            first_wins=free_total == 0,
+            stopped=stopped,
+        )
     except BaseException:
         if connected:
             ray.shutdown()
         raise
     usable = [item for item in started if item.ok]
     refused = [
-        (item.node.label, str(item.status.get("reason", ""))) for item in started if not item.ok
+        (item.node.label, str(item.status.get("reason", "")))
+        for item in started
+        if not item.ok and not item.status.get("unneeded")
     ]
     for item in started:
         if not item.ok:
@@ -278,4 +334,25 @@ def open_ray_runner(
         raise RayUnavailable(f"no node of the Ray cluster can run {backend} sandboxes ({reasons})")
     runner = RayRunner(ray, usable, owns_connection=connected)
     runner.refused = refused
+    runner.cluster_cores = total
+    runner.free_at_start = free_total
     return runner
+
+
+def _share(
+    nodes: list[ClusterNode], free: dict[str, int], slots: int | None
+) -> tuple[dict[str, int], int]:
+    """How many cores to take on each node (node id -> count; nodes left out take none), and
+    how many were free in all: the free ones, up to `slots`, from the node with most free on;
+    with none free, one on every node (the first released wins)."""
+    available = {n.node_id: max(0, min(n.cores, free.get(n.node_id, n.cores))) for n in nodes}
+    free_total = sum(available.values())
+    if free_total == 0:
+        return {node.node_id: 1 for node in nodes[: slots or len(nodes)]}, 0
+    want = free_total if slots is None else min(slots, free_total)
+    take: dict[str, int] = {}
+    for node in sorted(nodes, key=lambda n: -available[n.node_id]):
+        count = min(available[node.node_id], want - sum(take.values()))
+        if count > 0:
+            take[node.node_id] = count
+    return take, free_total

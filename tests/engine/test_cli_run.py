@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
+from storage.models import RunStatus
 
 
 def _one_line_error(capsys) -> str:
@@ -223,7 +224,12 @@ def test_cli_run_resume_names_the_next_iteration_and_refuses_to_do_nothing(
 
     go_on = "give --iterations N with N above 3 to go on"
     # running, with the lease's holder gone: a process killed with -9, shown as interrupted
-    for status, shown in (("failed",) * 2, ("stopped",) * 2, ("running", "interrupted")):
+    cases: tuple[tuple[RunStatus, str], ...] = (
+        ("failed", "failed"),
+        ("stopped", "stopped"),
+        ("running", "interrupted"),
+    )
+    for status, shown in cases:
         with Store.open(db) as store:
             store.set_status(run.run_id, status, "set by the test")
             events = len(store.events(run.run_id))

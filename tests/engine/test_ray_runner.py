@@ -284,3 +284,64 @@ def test_ray_missing_gives_the_install_line() -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [RAY_MISSING, RAY_MISSING]
     assert RAY_MISSING == "--executor ray needs: pip install -e '.[ray]'"
+
+
+@pytest.mark.ray
+@pytest.mark.bwrap
+def test_ray_runners_share_the_cluster_and_one_waits_when_every_core_is_held(
+    ray_connection: Any, ray_address: str, local_episodes: dict[int, EpisodeResult]
+) -> None:
+    """A second runner takes what the first left free (`slots` caps the first); with every
+    core held it says so and waits, with no deadline, until the first releases them."""
+    total = sum(node.cores for node in cluster_nodes(ray_connection) if node.alive)
+    first = open_ray_runner(ray_address, "bwrap", LIMITS, slots=1)
+    said: list[str] = []
+    try:
+        assert first.slots == 1 and len(first.nodes) == 1 and first.free_at_start == total
+        _wait_for_free(ray_connection, total - 1)  # Ray's view of the cores once it has caught up
+        with open_ray_runner(ray_address, "bwrap", LIMITS, say=said.append) as second:
+            assert second.slots == total - 1 and second.free_at_start == total - 1
+            assert set(second.nodes).isdisjoint(first.nodes)
+            assert said == [
+                f"ray: 1 of the cluster's {total} cores are held by other jobs; "
+                f"taking {total - 1} of the {total - 1} free"
+            ]
+            _wait_for_free(ray_connection, 0)
+            said.clear()
+            waiting: list[RayRunner | BaseException] = []
+
+            def third() -> None:
+                try:
+                    waiting.append(open_ray_runner(ray_address, "bwrap", LIMITS, say=said.append))
+                except BaseException as error:
+                    waiting.append(error)
+
+            thread = threading.Thread(target=third)
+            thread.start()
+            deadline = time.monotonic() + WAIT_SECONDS
+            while not said and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert said == [
+                f"ray: {total} of the cluster's {total} cores are held by other jobs, all of "
+                "them: waiting for one to be released"
+            ]
+            assert waiting == []  # still waiting, whatever the time: nothing frees a core
+        first.close()  # now every core is free again: the waiting runner gets its own
+        thread.join(WAIT_SECONDS)
+        assert len(waiting) == 1 and isinstance(waiting[0], RayRunner), waiting
+        with waiting[0] as late:
+            assert late.slots == 1 and late.refused == []  # the first core released won
+            episode = late.run(_requests([0])[0])
+        assert _comparable(episode) == _comparable(local_episodes[0])
+    finally:
+        first.close()
+
+
+def _wait_for_free(ray: Any, cores: int) -> None:
+    """Until Ray's resource view (what a new runner reads) shows `cores` free cores."""
+    from engine.executors.ray_cluster import free_cores
+
+    deadline = time.monotonic() + WAIT_SECONDS
+    while sum(free_cores(ray).values()) != cores:
+        assert time.monotonic() < deadline, f"Ray never showed {cores} free cores"
+        time.sleep(0.2)
