@@ -35,6 +35,7 @@ from sandbox.evaluate import open_runner
 from sandbox.results import EpisodeResult, Status
 from sandbox.settings import EnvSettings, Limits
 from tests.conftest import program
+from tests.engine.ray_nodes import wait_until_listed_dead
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = EnvSettings(max_steps=200)  # default setting: sticky actions on
@@ -116,6 +117,7 @@ def test_ray_runner_replays_elsewhere_the_episodes_of_a_lost_node(
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+    extra_label = ""
     try:
         extra_label = _wait_for_new_node(ray_connection, before).label
         runner = open_ray_runner(ray_address, "bwrap", LIMITS)
@@ -138,6 +140,8 @@ def test_ray_runner_replays_elsewhere_the_episodes_of_a_lost_node(
             assert extra_label not in runner.nodes
     finally:
         _kill_node(extra, None, "")
+        if extra_label:
+            wait_until_listed_dead(ray_connection, extra_label)
     assert [episode.seed for episode in episodes] == list(range(6))  # each exactly once
     for episode in episodes:
         assert episode.node != extra_label
