@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
-import select
 import signal
 import subprocess
 import sys
@@ -26,6 +24,7 @@ from engine.cli_evaluate import json_result, render_result
 from sandbox.results import EpisodeResult, EvaluationResult, Status
 from sandbox.settings import EnvSettings, Limits
 from tests.conftest import PROGRAMS, backend_or_skip
+from tests.engine.terminal import run_on_a_terminal
 
 ROOT = Path(__file__).resolve().parents[2]
 TRACKER = str(PROGRAMS / "pong_tracker.py")
@@ -366,8 +365,7 @@ def test_cli_evaluate_sigint_kills_docker_sandboxes(tmp_path: Path) -> None:
 @pytest.mark.bwrap
 def test_cli_evaluate_live_progress_on_a_terminal(bwrap_backend) -> None:
     """With stderr on a terminal the progress is a rich bar; the report still goes to stdout."""
-    controller, terminal = pty.openpty()
-    process = subprocess.Popen(
+    code, out, shown = run_on_a_terminal(
         _console(
             "evaluate",
             TRACKER,
@@ -380,28 +378,9 @@ def test_cli_evaluate_live_progress_on_a_terminal(bwrap_backend) -> None:
             "--sandbox",
             "bwrap",
         ),
-        stdout=subprocess.PIPE,
-        stderr=terminal,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "120"},
+        {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "120"},
+        300,
     )
-    os.close(terminal)
-    shown = b""
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([controller], [], [], 1.0)
-        if ready:
-            try:
-                chunk = os.read(controller, 65536)
-            except OSError:  # the terminal closed: the process is gone
-                break
-            if not chunk:
-                break
-            shown += chunk
-        elif process.poll() is not None:
-            break
-    os.close(controller)
-    out = process.communicate(timeout=60)[0]
-    assert process.returncode == 0, shown
+    assert code == 0, shown
     assert "status ok: mean return" in out
     assert b"episodes" in shown and b"Traceback" not in shown

@@ -526,38 +526,12 @@ def test_cli_run_second_ctrl_c_abandons_and_a_second_resume_is_refused(
 def test_cli_run_live_progress_on_a_terminal(tmp_path: Path, bwrap_backend) -> None:
     """With stderr on a terminal the progress is a rich table (LiveReporter); the outcome line
     still goes to stdout."""
-    import pty
-    import select
-    import subprocess
+    from tests.engine.terminal import run_on_a_terminal
 
-    controller, terminal = pty.openpty()
     argv = _console("run", "--game", "Pong", *SHORT_RUN, "--iterations", "2", "--sandbox")
     argv += ["bwrap", "--db", str(tmp_path / "run.db")]
-    process = subprocess.Popen(
-        argv,
-        stdout=subprocess.PIPE,
-        stderr=terminal,
-        text=True,
-        env={**os.environ, "COLUMNS": "120"},
-    )
-    os.close(terminal)
-    shown = b""
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([controller], [], [], 1.0)
-        if ready:
-            try:
-                chunk = os.read(controller, 65536)
-            except OSError:  # the terminal closed: the process is gone
-                break
-            if not chunk:
-                break
-            shown += chunk
-        elif process.poll() is not None:
-            break
-    os.close(controller)
-    out = process.communicate(timeout=60)[0]
-    assert process.returncode == 0, shown
+    code, out, shown = run_on_a_terminal(argv, {**os.environ, "COLUMNS": "120"}, 600)
+    assert code == 0, shown
     assert ": iterations; best program " in out
     assert b"evocade run" in shown and b"2 / 2" in shown and b"Traceback" not in shown
     assert b"iter    1" not in shown  # the table, not the plain lines
