@@ -57,6 +57,10 @@ def act(obs):
                   sys.flags.ignore_environment],
         "site": "site" in sys.modules, "env": dict(os.environ),
         "main_file": getattr(sys.modules["__main__"], "__file__", None),
+        # entries on the policy's own /tmp (a checkout under the host's /tmp is a read-only
+        # bind of its own, on another device)
+        "on_tmp": [e for e in sys.path if os.path.isdir(e)
+                   and os.stat(e).st_dev == os.stat("/tmp").st_dev],
     }))
     return 0
 """
@@ -127,8 +131,9 @@ def test_policy_has_its_own_session_cwd_priority_and_path(
     assert facts["env"] in ({"PYTHONHASHSEED": "0"}, {"PYTHONHASHSEED": "0", "LC_CTYPE": "C.UTF-8"})
     assert facts["main_file"] is None
     for entry in facts["path"]:
-        assert entry not in ("", ".", "/") and not entry.startswith("/tmp"), facts["path"]
+        assert entry not in ("", ".", "/", "/tmp"), facts["path"]
         assert "/.local/" not in entry, entry  # no user site
+    assert facts["on_tmp"] == [], facts["path"]
 
 
 def test_reset_priorities_undoes_a_reniced_parent() -> None:

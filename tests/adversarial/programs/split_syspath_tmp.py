@@ -34,11 +34,19 @@ def writable(path):
     return bool(info.st_mode & 0o002)
 
 
+def on_tmp(path):
+    """On the policy's /tmp itself (its tmpfs), where an episode could plant a file. A
+    checkout under the host's /tmp is bound read-only on a mount of its own: not that."""
+    return os.path.isdir(path) and os.stat(path).st_dev == os.stat("/tmp").st_dev
+
+
 found = []
 for entry in sys.path:
     real = os.path.realpath(entry or ".")
-    if entry in ("", ".") or real == "/tmp" or real.startswith("/tmp/") or real == os.getcwd():
+    if entry in ("", ".") or real == "/tmp" or real == os.getcwd():
         found.append(f"sys.path entry {entry!r}")
+    if real.startswith("/tmp/") and on_tmp(real):
+        found.append(f"sys.path entry {entry!r} on /tmp")
     if os.path.isdir(real) and writable(real):
         found.append(f"writable sys.path entry {entry!r}")
 flags = sys.flags
