@@ -22,6 +22,7 @@ real sandbox, and breaks one thing at a known moment (a proposer wrapper marks t
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import random
 import signal
@@ -70,20 +71,32 @@ SHORT: _Short = {
 
 
 class Hooked:
-    """A proposer that calls `hooks[i]()` before its i-th proposal (0-based): the fault moment."""
+    """A proposer that calls `hooks[i]()` before its i-th proposal (0-based): the fault moment.
+    `sources[i]`, if given, replaces the i-th proposal's program (the inner proposer is still
+    asked, so the proposals after it are the ones it would have made anyway)."""
 
-    def __init__(self, inner: Proposer, hooks: dict[int, Callable[[], object]]) -> None:
+    def __init__(
+        self,
+        inner: Proposer,
+        hooks: dict[int, Callable[[], object]],
+        sources: dict[int, str] | None = None,
+    ) -> None:
         self.name: ProposerName = inner.name
         self.inner = inner
         self.hooks = hooks
+        self.sources = sources or {}
         self.calls = 0
 
     def propose(self, context: ProposalContext) -> Proposal:
-        hook = self.hooks.get(self.calls)
+        index = self.calls
         self.calls += 1
+        hook = self.hooks.get(index)
         if hook is not None:
             hook()
-        return self.inner.propose(context)
+        proposal = self.inner.propose(context)
+        if index in self.sources:
+            return dataclasses.replace(proposal, source=self.sources[index], note="stalls")
+        return proposal
 
 
 def _iteration_statuses(store: Store, run_id: str) -> list[str]:
@@ -106,16 +119,26 @@ def _integrity(path: Path) -> str:
         connection.close()
 
 
-def _slow_seed() -> str:
-    """The seed program, made slow enough (a few ms a step) for a cut to land mid-episode."""
-    return (
-        "def busy(n):\n"
-        "    total = 0\n"
-        "    for i in range(n):\n"
-        "        total += i\n"
-        "    return total\n\n\n"
-        + DEFAULT_PROGRAM.replace("def act(obs):\n", "def act(obs):\n    busy(30000)\n", 1)
-    )
+# The program whose episode a fault must land in: its first act() spins until the sandbox is
+# killed or cut (the act limit, STALL_ACT_SECONDS, lies far beyond the test's wait). An episode
+# that ends on its own would race the fault on a loaded machine; this one cannot end before it.
+STALLING_PROGRAM = (
+    "def act(obs):\n    spins = 0\n    while spins >= 0:\n        spins += 1\n    return 0\n"
+)
+STALL_ACT_SECONDS = 300.0
+# CPU a policy process has burnt before it is taken for the stalling one: the seed program's
+# episodes (the default policy, 200 steps) use a small fraction of it, however loaded the
+# machine is, since this is CPU time and not wall time.
+STALL_CPU_SECONDS = 3.0
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a host process, 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # -- the sandbox killed mid-episode --------------------------------------------------------------
@@ -137,10 +160,11 @@ def _process_tree() -> dict[int, tuple[int, str, str]]:
     return tree
 
 
-def _sandbox_init_with_a_running_episode() -> int | None:
+def _sandbox_init_of_the_stalling_episode() -> int | None:
     """The first process (bwrap's init) of one of this test's sandboxes whose policy process
-    has begun its episode: it has loaded its seccomp filter (a warm one, waiting, has not).
-    Only this process's descendants: other test runs on the machine have sandboxes too."""
+    is in the stalling episode: it has loaded its seccomp filter (a warm one, waiting, has not)
+    and burnt STALL_CPU_SECONDS. Only this process's descendants: other test runs on the
+    machine have sandboxes too."""
     tree = _process_tree()
     mine = set(descendants())
     for pid, (_, _, cmdline) in tree.items():
@@ -151,7 +175,7 @@ def _sandbox_init_with_a_running_episode() -> int | None:
             namespace = os.readlink(f"/proc/{pid}/ns/pid")
         except OSError:
             continue
-        if not confined:
+        if not confined or _cpu_seconds(pid) < STALL_CPU_SECONDS:
             continue
         for other, (_, comm, _) in tree.items():
             try:
@@ -175,9 +199,9 @@ def test_fault_sandbox_killed_mid_episode_is_crashed_and_the_loop_goes_on(
 
     def killer() -> None:
         armed.wait(120)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            pid = _sandbox_init_with_a_running_episode()
+            pid = _sandbox_init_of_the_stalling_episode()
             if pid is not None:  # killing a pid namespace's init kills everything in it
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
@@ -186,10 +210,10 @@ def test_fault_sandbox_killed_mid_episode_is_crashed_and_the_loop_goes_on(
 
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
-    proposer = Hooked(MutationProposer(seed=5), {0: armed.set})
-    config = RunConfig(**SHORT, iterations=2, sandbox="bwrap")
+    proposer = Hooked(MutationProposer(seed=5), {0: armed.set}, {0: STALLING_PROGRAM})
+    config = RunConfig(**SHORT, iterations=2, sandbox="bwrap", act_seconds=STALL_ACT_SECONDS)
     with Store.open(tmp_path / "run.db") as store:
-        outcome = optimize(store, config, proposer, seed_program=_slow_seed())
+        outcome = optimize(store, config, proposer, seed_program=DEFAULT_PROGRAM)
         thread.join(5)
         statuses = _iteration_statuses(store, outcome.run_id)
         history = store.history(outcome.run_id)
@@ -237,8 +261,9 @@ def docker_switch(monkeypatch: pytest.MonkeyPatch, docker_backend) -> Iterator[S
 
 
 def _containers_on(real_host: str) -> list[tuple[str, bool]]:
-    """(id, whether its policy process runs) for each container of ours, asked of the engine
-    itself, past the proxy."""
+    """(id, whether its policy process is in the stalling episode) for each container of ours,
+    asked of the engine itself, past the proxy (the engine runs on this host: `top` gives host
+    pids, whose CPU time /proc has)."""
     import docker
 
     client = docker.DockerClient(base_url=real_host, timeout=10)
@@ -249,8 +274,13 @@ def _containers_on(real_host: str) -> list[tuple[str, bool]]:
         ):
             running = False
             if info.get("State") == "running":
-                processes = client.api.top(info["Id"]).get("Processes") or []
-                running = any("policy_runner" in " ".join(map(str, row)) for row in processes)
+                top = client.api.top(info["Id"])
+                pid_column = (top.get("Titles") or []).index("PID")
+                running = any(
+                    "policy_runner" in " ".join(map(str, row))
+                    and _cpu_seconds(int(row[pid_column])) >= STALL_CPU_SECONDS
+                    for row in top.get("Processes") or []
+                )
             found.append((info["Id"], running))
     finally:
         client.close()
@@ -268,7 +298,7 @@ def test_fault_docker_engine_lost_mid_episode_is_crashed_and_the_loop_goes_on(
 
     def outage() -> None:
         armed.wait(120)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not any(
             running for _, running in _containers_on(real_host)
         ):
@@ -282,10 +312,14 @@ def test_fault_docker_engine_lost_mid_episode_is_crashed_and_the_loop_goes_on(
 
     thread = threading.Thread(target=outage, daemon=True)
     thread.start()
-    proposer = Hooked(MutationProposer(seed=5), {0: armed.set, 1: lambda: restored.wait(120)})
-    config = RunConfig(**SHORT, iterations=2, sandbox="docker")
+    proposer = Hooked(
+        MutationProposer(seed=5),
+        {0: armed.set, 1: lambda: restored.wait(120)},
+        {0: STALLING_PROGRAM},
+    )
+    config = RunConfig(**SHORT, iterations=2, sandbox="docker", act_seconds=STALL_ACT_SECONDS)
     with Store.open(tmp_path / "run.db") as store:
-        outcome = optimize(store, config, proposer, seed_program=_slow_seed())
+        outcome = optimize(store, config, proposer, seed_program=DEFAULT_PROGRAM)
         thread.join(5)
         statuses = _iteration_statuses(store, outcome.run_id)
         history = store.history(outcome.run_id)
