@@ -88,6 +88,10 @@ class Population(Deciding):
         self.stopping: str | None = None
         self.abandoned = False
         self.deferred: list[tuple[Candidate, Stage, EvaluationResult]] = []
+        # Candidates whose program another candidate in flight is playing the same stage of
+        # (a proposer may propose a program twice; one source is one stored program): they
+        # take the stored result once it is in, so no evaluation is played or stored twice.
+        self.waiting: dict[tuple[str, Stage], list[Candidate]] = {}
         self.calls = CallLedger(store, run_id)
         self.stages = StagePlayer(store, config, game, self.episodes, self.state)
 
@@ -255,9 +259,20 @@ class Population(Deciding):
     # -- evaluating --------------------------------------------------------------------------
 
     def _start_stage(self, candidate: Candidate, stage: Stage) -> None:
+        assert candidate.program_id is not None
+        if self._playing(candidate.program_id, stage):
+            candidate.stage = stage
+            self.waiting.setdefault((candidate.program_id, stage), []).append(candidate)
+            return
         result = self.stages.start(candidate, stage)
         if result is not None:
             self._stage_done(candidate, stage, result)
+
+    def _playing(self, program_id: str, stage: Stage) -> bool:
+        return any(
+            other.program_id == program_id and other.stage == stage and other.plan is not None
+            for other in self.in_flight.values()
+        )
 
     def _on_episode(self, tag: tuple[int, Stage, int], outcome: Any) -> None:
         number, stage, index = tag
@@ -276,6 +291,9 @@ class Population(Deciding):
     def _stage_done(self, candidate: Candidate, stage: Stage, result: EvaluationResult) -> None:
         candidate.results[stage] = result
         candidate.stage, candidate.plan = None, None
+        assert candidate.program_id is not None
+        for waiting in self.waiting.pop((candidate.program_id, stage), []):
+            self._start_stage(waiting, stage)  # stored now: looked up, not played
         clean = result.status == Status.OK
         if (
             candidate.iteration != SEED

@@ -18,6 +18,8 @@ from engine.config import RunConfig
 from engine.loop import StopRequest, optimize
 from engine.proposers.base import Proposal, ProposalContext, ProposerName
 from engine.proposers.mutate import MutationProposer
+from sandbox.episodes import EpisodeRequest
+from sandbox.results import EpisodeResult
 from storage import Store, env_key, holdout_env_key
 from tests.engine.fake_runner import FakeRunner
 
@@ -235,6 +237,63 @@ def test_a_lucky_candidate_does_not_become_best(tmp_path: Path) -> None:
     assert outcome.best_holdout_mean == 8.0 and outcome.best_mean == 8.0
     assert confirmed is not None and confirmed.program_id == real_id.id
     assert trained is not None and trained.program_id == lucky_id.id  # training alone would lie
+
+
+def test_a_program_proposed_twice_at_once_is_played_once(tmp_path: Path) -> None:
+    """Two candidates in flight with one source (one stored program): the second waits for the
+    first's stage and takes its stored result; no evaluation is played or stored twice. The
+    order is forced: the second proposal is in the engine's inbox before the first's smoke
+    episode (held at the gate) can finish."""
+    twice = _policy(5.0)
+    gate = threading.Event()
+    second_returning = threading.Event()
+
+    class Held(FakeRunner):
+        """Holds the twice-proposed program's episodes until the test lets them go."""
+
+        def __init__(self) -> None:
+            super().__init__(slots=2)
+            self.held: list[EpisodeRequest] = []
+
+        def run(self, request: EpisodeRequest) -> EpisodeResult:
+            if request.source == twice:
+                self.held.append(request)
+                gate.wait(120)
+            return super().run(request)
+
+    runner = Held()
+
+    class Twice(Scripted):
+        def propose(self, context: ProposalContext) -> Proposal:
+            if context.iteration == 1:
+                _wait_for(
+                    lambda: runner.held,
+                    "the first candidate's smoke episode held at the gate",
+                )
+                second_returning.set()
+            return super().propose(context)
+
+    proposer = Twice([twice, twice])
+    config = _config(iterations=2, concurrency=2)
+    with Store.open(tmp_path / "run.db") as store:
+        thread, box = _run_in_thread(
+            lambda: optimize(store, config, proposer, seed_program=_policy(0.0), runner=runner)
+        )
+        _wait_for(second_returning.is_set, "the second proposal")
+        for proposing in threading.enumerate():
+            if proposing.name == "propose-1":
+                proposing.join(60)  # its outcome is in the inbox once the thread is done
+        gate.set()
+        thread.join(120)
+        assert "error" not in box, box.get("error")
+        run_id = box["outcome"].run_id
+        keys = _evaluation_keys(store, run_id)
+        decided = [e.data or {} for e in store.events(run_id) if e.kind == "iteration"]
+    played = Counter((r.env.max_steps, r.seed) for r in runner.requests if r.source == twice)
+    assert played and set(played.values()) == {1}, played  # smoke, training, held-out once
+    assert len(keys) == len(set(keys)), keys
+    assert sorted(int(d["iteration"]) for d in decided) == [0, 1]
+    assert [d["status"] for d in decided] == ["ok", "ok"]
 
 
 def test_first_stop_finishes_what_is_in_flight_second_abandons(tmp_path: Path) -> None:
