@@ -225,7 +225,7 @@ def _watch_cluster(store: Store, run_id: str, cluster: RayRunner, reporter: Repo
 
     def lost(label: str, why: str) -> None:
         reporter.message(f"ray: node {label} lost ({why}); its episodes are played elsewhere")
-        with contextlib.suppress(StorageError):  # the replay matters more than its record
+        try:
             store.add_event(
                 run_id,
                 "ray_node_lost",
@@ -235,6 +235,8 @@ def _watch_cluster(store: Store, run_id: str, cluster: RayRunner, reporter: Repo
                     "reason": why,
                 },
             )
+        except StorageError as error:  # the replay matters more than its record: said, not raised
+            reporter.message(f"ray: the loss of node {label} was not recorded: {error}")
 
     cluster.on_node_lost = lost
 

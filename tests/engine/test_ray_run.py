@@ -243,11 +243,6 @@ class ExtraNode:
             wait_until_listed_dead(self.ray, self.label)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="#15 open: one CI run on a loaded machine stored two evaluations twice (same program, "
-    "env and seeds) in a run that lost a node; another missed the lost-node event",
-)
 def test_ray_run_goes_on_when_a_node_refuses_and_another_is_lost(
     ray_connection: Any,
     ray_address: str,
