@@ -21,6 +21,7 @@ from typing import Any, Literal, get_args
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     Float,
@@ -251,7 +252,8 @@ class Trace(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     evaluation_id: Mapped[str] = mapped_column(ForeignKey("evaluation.id"))
     episode: Mapped[int] = mapped_column(Integer)
-    seed: Mapped[int] = mapped_column(Integer)
+    # 64 bits everywhere (migration 0006): SQLite INTEGER already is, PostgreSQL needs BIGINT.
+    seed: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     steps: Mapped[int] = mapped_column(Integer, default=0)
     data: Mapped[bytes] = mapped_column(LargeBinary)
     raw_bytes: Mapped[int] = mapped_column(Integer)

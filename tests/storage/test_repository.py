@@ -95,17 +95,7 @@ def test_repository_record_evaluation_copies_the_program_run(store: Store) -> No
         assert store.get_evaluation(evaluation.id).run_id == run.id
 
 
-def test_repository_record_evaluation_keeps_seeds_beyond_32_bits(
-    store: Store, request: pytest.FixtureRequest
-) -> None:
-    if store.path is None:
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                raises=StorageError,
-                reason="trace.seed is INTEGER: 32 bits on PostgreSQL, 64 on SQLite",
-            )
-        )
+def test_repository_record_evaluation_keeps_seeds_beyond_32_bits(store: Store) -> None:
     run = store.create_run("Pong", PONG_ENV)
     program = store.add_program(run.id, policy(1), origin="seed")
     seeds = [2**31, 2**40]
