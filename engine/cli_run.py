@@ -20,6 +20,7 @@ from engine.config import (
     ExecutorName,
     RunConfig,
     config_from_settings,
+    config_in_force,
     default,
     option_name,
 )
@@ -331,13 +332,16 @@ def _resumed_config(store: Any, resume: str, settings: dict[str, Any]) -> tuple[
         raise UserError(str(error)) from None
     budgets = {name: value for name, value in settings.items() if name in BUDGET_FIELDS}
     placement = {name: settings.get(name) for name in RAY_PLACEMENT}
-    config = RunConfig.from_json(run.config).with_budgets(**budgets).with_placement(**placement)
+    events = store.events(run.id)
+    resumes = [event.data or {} for event in events if event.kind == "run_resumed"]
+    in_force = config_in_force(run.config, resumes)
+    config = in_force.with_budgets(**budgets).with_placement(**placement)
     try:
         config.validate()
     except ValueError as error:
         raise UserError(str(error)) from None
     status = _refuse_if_driven(store, run.id, run.status)
-    decided = sum(1 for event in store.events(run.id) if event.kind == "iteration")
+    decided = sum(1 for event in events if event.kind == "iteration")
     _refuse_idle(run.id[:8], status, decided, config.iterations, budgets.get("iterations"))
     return config, run.id
 

@@ -1,7 +1,8 @@
 """Every setting of an optimization run, typed, with units in the names.
 
 The config is stored with the run (as JSON), so `evocade run --resume RUN` continues with exactly
-the settings it started with; only budgets may be raised on resume.
+the settings it started with; only budgets and where a Ray run plays may change on resume, and
+those changes are kept in the resume's event (`config_in_force`).
 
 RunConfig is the one typed source of the settings: `evocade run` and `evocade evaluate` take
 their options' defaults from its fields (`RUN_DEFAULTS`), a TOML file is checked against its
@@ -15,7 +16,7 @@ import dataclasses
 import difflib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -194,6 +195,23 @@ class RunConfig:
             )
         if self.proposer == "llm" and not self.model:
             raise ValueError("the llm proposer needs --model")
+
+
+def config_in_force(created: Mapping[str, Any], resumes: Iterable[Mapping[str, Any]]) -> RunConfig:
+    """The settings a run now has: those it was created with, then each resume's changes in
+    order. The run row is append-only, so a resume's raised budget or new Ray address lives in
+    its `run_resumed` event's data (`config_changed`): a later plain `--resume` keeps them."""
+    settings = dict(created)
+    for data in resumes:
+        for name, (_, after) in (data.get("config_changed") or {}).items():
+            settings[name] = after
+    return RunConfig.from_json(settings)
+
+
+def config_changes(before: RunConfig, after: RunConfig) -> dict[str, tuple[Any, Any]]:
+    """Each setting that differs, as (before, after), in field order."""
+    old, new = before.to_json(), after.to_json()
+    return {name: (old[name], new[name]) for name in new if old.get(name) != new[name]}
 
 
 # Bounds the sandbox sets (sandbox.settings.Limits), not copies of them: one act() call may not

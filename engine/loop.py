@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from engine.config import RunConfig
+from engine.config import RunConfig, config_changes, config_in_force
 from engine.formatting import number
 from engine.population.engine import Population
 from engine.population.progress import (
@@ -141,7 +141,9 @@ def _begin(
         store.add_event(
             run_id, "crash_recovery", "the previous process ended without stopping the run"
         )
-    store.set_status(run_id, "running", "resumed")
+    resumes = [e.data or {} for e in store.events(run_id) if e.kind == "run_resumed"]
+    changed = config_changes(config_in_force(run.config, resumes), engine.config)
+    store.set_status(run_id, "running", "resumed", config_changed=changed)
     events = [LoggedEvent(e.kind, e.data) for e in store.events(run_id)]
     programs = [
         NumberedProgram(pid, island or 0, number, parent)

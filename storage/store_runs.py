@@ -56,12 +56,31 @@ class RunsMixin(StoreBase):
             run.updated_at = utcnow()
         return run
 
-    def set_status(self, run_id: str, status: RunStatus, message: str = "") -> Run:
-        """Change the run's status, logging run_resumed/run_stopped/run_finished/run_failed."""
+    def set_status(
+        self,
+        run_id: str,
+        status: RunStatus,
+        message: str = "",
+        *,
+        config_changed: Mapping[str, tuple[Any, Any]] | None = None,
+    ) -> Run:
+        """Change the run's status, logging run_resumed/run_stopped/run_finished/run_failed.
+
+        `config_changed` (a resume's raised budgets or new Ray address, setting -> (before,
+        after)) is kept in the event: the run row's config stays as created (append-only), and
+        the settings in force are that config with every resume's changes applied in order."""
         if status not in RUN_STATUSES:
             raise InvalidInputError(
                 f"run status {status!r} is not one of: {', '.join(RUN_STATUSES)}"
             )
+        data: dict[str, Any] = {"to": status}
+        said = ""
+        if config_changed:
+            data["config_changed"] = {key: list(pair) for key, pair in config_changed.items()}
+            changes = ", ".join(
+                f"{key} {was} -> {now}" for key, (was, now) in config_changed.items()
+            )
+            said = f" ({changes})"
         with self._write() as session:
             run = self._run(session, run_id)
             previous = run.status
@@ -71,8 +90,8 @@ class RunsMixin(StoreBase):
                 Event(
                     run_id=run.id,
                     kind=_STATUS_EVENTS[status],
-                    message=message or f"status {previous} -> {status}",
-                    data={"from": previous, "to": status},
+                    message=f"{message or f'status {previous} -> {status}'}{said}"[:500],
+                    data={"from": previous, **data},
                 )
             )
         return run

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
+from storage import Store
 from storage.models import RunStatus
 
 
@@ -79,10 +80,33 @@ def test_cli_run_offline_then_resume_with_more_iterations(
     assert main(["run", "--resume", first["run_id"][:8], "--iterations", "2", *args]) == 0
     second = json.loads(capsys.readouterr().out)
     assert second["run_id"] == first["run_id"] and second["iterations"] == 2
+    with Store.open(db) as store:
+        resumed = [e for e in store.events(first["run_id"]) if e.kind == "run_resumed"]
+        assert [e.data["config_changed"] for e in resumed] == [{"iterations": [1, 2]}]
+        assert resumed[0].message == "resumed (iterations 1 -> 2)"
+        assert store.get_run(first["run_id"]).config["iterations"] == 1  # the row as created
 
     assert main(["history", first["run_id"][:8], "--db", db, "--json"]) == 0
     history = json.loads(capsys.readouterr().out)
     assert len(history) >= 2  # the seed and at least one distinct mutant
+
+
+@pytest.mark.bwrap
+def test_cli_run_plain_resume_keeps_the_budget_an_earlier_resume_raised(
+    tmp_path: Path, capsys, bwrap_backend
+) -> None:
+    """A supervisor restarting a killed run with the same `--resume RUN` goes on to the budget
+    the last resume raised, not the one the run was created with."""
+    db = str(tmp_path / "run.db")
+    run = ["run", "--game", "Pong", *SHORT_RUN, "--sandbox", "bwrap", "--db", db, "--json"]
+    assert main([*run, "--iterations", "1"]) == 0
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    with Store.open(db) as store:  # as a resume to 3 killed (-9) before it decided any
+        store.set_status(run_id, "running", "resumed", config_changed={"iterations": (1, 3)})
+    assert main(["run", "--resume", run_id[:8], "--db", db, "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["iterations"] == 3, err
+    assert f"resuming run {run_id[:8]} at iteration 2 (1 decided" in err
 
 
 REJECTED_SEED = "def act(obs):\n    import os\n    return 0\n"

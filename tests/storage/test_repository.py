@@ -237,6 +237,28 @@ def test_repository_set_status_logs_event(store: Store) -> None:
         store.set_status(run.id, "paused")  # type: ignore[arg-type]  # what untyped callers may do
 
 
+def test_repository_set_status_keeps_a_resumes_config_changes_in_its_event(store: Store) -> None:
+    run = store.create_run("Pong", PONG_ENV, {"iterations": 20, "ray_address": "10.0.0.1:6379"})
+    changed = {"iterations": (20, 40), "ray_address": ("10.0.0.1:6379", "10.0.0.2:6379")}
+    store.set_status(run.id, "running", "resumed", config_changed=changed)
+    store.set_status(run.id, "stopped", config_changed={})  # nothing changed: nothing said
+    resumed, stopped = store.events(run.id)[-2:]
+    assert resumed.data == {
+        "from": "running",
+        "to": "running",
+        "config_changed": {
+            "iterations": [20, 40],
+            "ray_address": ["10.0.0.1:6379", "10.0.0.2:6379"],
+        },
+    }
+    assert resumed.message == (
+        "resumed (iterations 20 -> 40, ray_address 10.0.0.1:6379 -> 10.0.0.2:6379)"
+    )
+    assert stopped.data == {"from": "running", "to": "stopped"}
+    assert stopped.message == "status running -> stopped"
+    assert store.get_run(run.id).config["iterations"] == 20  # the row as created
+
+
 def test_repository_records_llm_calls_and_events(store: Store) -> None:
     run = store.create_run("Pong", PONG_ENV)
     parent = store.add_program(run.id, policy(0), origin="seed")
