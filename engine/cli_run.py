@@ -238,7 +238,7 @@ def _episode_runner(config: RunConfig) -> Iterator[EpisodeRunner | None]:
     """The run's sandboxes, opened before anything is stored: with no backend on this machine,
     one line and exit 1, and no run row left behind (a resumed run stays as it was, so it can
     be resumed once the backend is back)."""
-    from engine.loop import _runner as open_episode_runner  # the loop's own, so they agree
+    from engine.loop import episode_runner as open_episode_runner  # the loop's own: they agree
     from sandbox.backends.base import SandboxUnavailable
 
     if config.executor == "ray":  # the loop reaches the cluster itself, before the run row

@@ -102,7 +102,7 @@ def _optimize(
         if cluster is not None:
             _watch_cluster(store, run.id, cluster, reporter)
             runner = cluster
-        with _heartbeat(store, run.id, holder, stop), _runner(config, runner) as episodes:
+        with _heartbeat(store, run.id, holder, stop), episode_runner(config, runner) as episodes:
             engine = Population(store, config, game, proposer, episodes, reporter, stop, run.id)
             try:
                 _begin(engine, store, run_id is not None, seed_program, reporter)
@@ -159,7 +159,7 @@ def _begin(
 
 
 @contextmanager
-def _runner(config: RunConfig, injected: EpisodeRunner | None) -> Iterator[EpisodeRunner]:
+def episode_runner(config: RunConfig, injected: EpisodeRunner | None) -> Iterator[EpisodeRunner]:
     """The run's episode runner: injected (the caller closes it), or opened here and closed."""
     if injected is not None:
         yield injected
