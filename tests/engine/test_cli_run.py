@@ -82,7 +82,7 @@ def test_cli_run_offline_then_resume_with_more_iterations(
     assert second["run_id"] == first["run_id"] and second["iterations"] == 2
     with Store.open(db) as store:
         resumed = [e for e in store.events(first["run_id"]) if e.kind == "run_resumed"]
-        assert [e.data["config_changed"] for e in resumed] == [{"iterations": [1, 2]}]
+        assert [(e.data or {})["config_changed"] for e in resumed] == [{"iterations": [1, 2]}]
         assert resumed[0].message == "resumed (iterations 1 -> 2)"
         assert store.get_run(first["run_id"]).config["iterations"] == 1  # the row as created
 

@@ -3,12 +3,14 @@ changes, in order (pure functions, no sandbox)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from engine.config import RunConfig, config_changes, config_in_force
 
 
 def test_config_in_force_applies_each_resumes_changes_in_order() -> None:
     created = RunConfig(game="Pong", iterations=10).to_json()
-    resumes = [
+    resumes: list[dict[str, Any]] = [
         {"from": "stopped", "to": "running"},  # a resume that changed nothing
         {"config_changed": {"iterations": [10, 20], "ray_address": [None, "10.0.0.1:6379"]}},
         {"config_changed": {"iterations": [20, 30]}},
